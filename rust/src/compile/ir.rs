@@ -1,0 +1,124 @@
+//! The codec graph: what the encoder, the decoder and the matcher walk. See docs/token-format.md
+//! for how each node is spelled in tokens.
+
+use crate::strings::StrSpec;
+use std::sync::Arc;
+
+pub type NodeId = u32;
+
+/// Numeric constraints on a number's value (its text is checked by the number grammar).
+#[derive(Debug, Clone, Default)]
+pub struct NumSpec {
+    pub integer: bool,
+    pub min: Option<(f64, bool)>,
+    pub max: Option<(f64, bool)>,
+    pub multiple_of: Vec<f64>,
+    /// Canonical JSON texts of excluded values.
+    pub excluded: Vec<String>,
+}
+
+impl NumSpec {
+    pub fn unbounded(&self) -> bool {
+        self.min.is_none()
+            && self.max.is_none()
+            && self.multiple_of.is_empty()
+            && self.excluded.is_empty()
+    }
+
+    /// Whether the number with this JSON text satisfies the value constraints.
+    pub fn accepts_value(&self, text: &str) -> bool {
+        if self.excluded.iter().any(|e| e == text) {
+            return false;
+        }
+        if self.unbounded() && !self.integer {
+            return true;
+        }
+        let Ok(f) = text.parse::<f64>() else {
+            return false;
+        };
+        if !f.is_finite() {
+            return false;
+        }
+        if self.integer && f.fract() != 0.0 {
+            return false;
+        }
+        if let Some((lo, ex)) = self.min {
+            if f < lo || (ex && f == lo) {
+                return false;
+            }
+        }
+        if let Some((hi, ex)) = self.max {
+            if f > hi || (ex && f == hi) {
+                return false;
+            }
+        }
+        for &m in &self.multiple_of {
+            if m > 0.0 {
+                let q = f / m;
+                if (q - q.round()).abs() > 1e-9 {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Prop {
+    pub name: String,
+    pub node: NodeId,
+    pub required: bool,
+}
+
+/// Entries of an object beyond its named properties (`patternProperties`,
+/// `additionalProperties`). The key spec's combination DFAs select the entry schema.
+pub struct MapSpec {
+    pub key: Arc<StrSpec>,
+    /// Entry node per combination of matched key patterns (index = bit set).
+    pub entry: Vec<NodeId>,
+}
+
+pub struct ObjSpec {
+    /// Named properties in canonical (schema) order.
+    pub props: Vec<Prop>,
+    /// Indices into `props` of the optional ones: `SEL(j)` in the key list means `optional[j]`.
+    pub optional: Vec<usize>,
+    pub map: Option<MapSpec>,
+    pub min_props: u64,
+    pub max_props: Option<u64>,
+    /// Groups of prop indices that must not all be present.
+    pub forbid: Vec<Vec<usize>>,
+    /// prop index -> prop indices that must be present when it is.
+    pub deps: Vec<(usize, Vec<usize>)>,
+}
+
+pub struct ArrSpec {
+    pub prefix: Vec<NodeId>,
+    /// Node of the items after the prefix (`None`: no more items allowed).
+    pub items: Option<NodeId>,
+    pub min_items: u64,
+    pub max_items: Option<u64>,
+    pub unique: bool,
+    /// Whether each item is preceded by `ITEM` (item encodings that could be empty or begin
+    /// with `ARR_END`).
+    pub marker: bool,
+}
+
+pub enum Node {
+    /// Any JSON value, generic encoding.
+    Any,
+    /// No value (unsatisfiable).
+    Never,
+    /// One fixed value (canonical JSON text): zero tokens.
+    Const(String),
+    /// One of several values: `SEL(k)`.
+    Enum(Vec<String>),
+    Bool,
+    Str(Arc<StrSpec>),
+    Num(NumSpec),
+    Arr(ArrSpec),
+    Obj(ObjSpec),
+    /// `SEL(k)` then branch k. Branches are mutually exclusive where `oneOf` demands it.
+    Union(Vec<NodeId>),
+}

@@ -1,0 +1,7 @@
+//! Schema compiler: JSON Schema -> codec graph.
+pub mod atoms;
+pub mod build;
+pub mod ir;
+pub mod store;
+
+pub use build::{compile, Graph, INF};

@@ -1,0 +1,395 @@
+//! The encoder: a JSON value and the codec graph in, base token ids out.
+//!
+//! A subtree that does not conform to its schema node is spelled in the generic encoding after
+//! a `FALLBACK` token, as deep in the tree as the enclosing structure allows, and its JSON
+//! pointer is reported. Union branches are chosen by a cheap filter first (type, required and
+//! forbidden keys), so nested unions do not make encoding exponential: a full trial encode only
+//! runs when more than one branch passes the filter.
+
+use crate::base::*;
+use crate::compile::ir::{Node, NodeId, ObjSpec};
+use crate::compile::Graph;
+use crate::error::{escape_pointer_token, EncodeError};
+use crate::machine::{header_feasible, number_grammar_ok, Bits};
+use serde_json::Value;
+
+enum Seg<'v> {
+    Key(&'v str),
+    Idx(usize),
+}
+
+pub struct Encoder<'g, 'v> {
+    g: &'g Graph,
+    pub out: Vec<u32>,
+    pub fallbacks: Vec<String>,
+    path: Vec<Seg<'v>>,
+    error: Option<EncodeError>,
+}
+
+fn const_eq(c: &str, v: &Value) -> bool {
+    match v {
+        Value::String(s) => c.starts_with('"') && serde_json::to_string(s).is_ok_and(|x| x == c),
+        Value::Null => c == "null",
+        Value::Bool(b) => c == if *b { "true" } else { "false" },
+        Value::Number(n) => n.to_string() == c,
+        _ => serde_json::from_str::<Value>(c).is_ok_and(|x| &x == v),
+    }
+}
+
+impl<'g, 'v> Encoder<'g, 'v> {
+    pub fn new(g: &'g Graph) -> Self {
+        Encoder {
+            g,
+            out: Vec::new(),
+            fallbacks: Vec::new(),
+            path: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn pointer(&self) -> String {
+        let mut p = String::new();
+        for s in &self.path {
+            p.push('/');
+            match s {
+                Seg::Key(k) => p.push_str(&escape_pointer_token(k)),
+                Seg::Idx(i) => p.push_str(&i.to_string()),
+            }
+        }
+        p
+    }
+
+    /// Encode a whole document.
+    pub fn encode_document(mut self, v: &'v Value) -> Result<(Vec<u32>, Vec<String>), EncodeError> {
+        let root = self.g.root;
+        if !self.enc(root, v, false) {
+            self.out.clear();
+            self.fallbacks.clear();
+            self.fallback(v);
+        }
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok((self.out, self.fallbacks)),
+        }
+    }
+
+    fn push_bytes(&mut self, s: &str) {
+        if s.len() > crate::MAX_STRING_BYTES && self.error.is_none() {
+            self.error = Some(EncodeError::at(
+                self.pointer(),
+                format!(
+                    "string of {} bytes is longer than the limit of {} bytes",
+                    s.len(),
+                    crate::MAX_STRING_BYTES
+                ),
+            ));
+        }
+        self.out.extend(s.bytes().map(u32::from));
+        self.out.push(STR_END);
+    }
+
+    fn fallback(&mut self, v: &'v Value) {
+        self.fallbacks.push(self.pointer());
+        self.out.push(FALLBACK);
+        self.generic(v);
+    }
+
+    fn generic(&mut self, v: &'v Value) {
+        match v {
+            Value::Null => self.out.push(G_NULL),
+            Value::Bool(false) => self.out.push(G_FALSE),
+            Value::Bool(true) => self.out.push(G_TRUE),
+            Value::Number(n) => {
+                self.out.push(G_NUM);
+                let t = n.to_string();
+                if !number_grammar_ok(&t, false) && !generic_number_ok(&t) {
+                    if self.error.is_none() {
+                        self.error = Some(EncodeError::at(
+                            self.pointer(),
+                            format!("unsupported number {t}"),
+                        ));
+                    }
+                }
+                self.push_bytes(&t);
+            }
+            Value::String(s) => {
+                self.out.push(G_STR);
+                self.push_bytes(s);
+            }
+            Value::Array(a) => {
+                self.out.push(G_ARR);
+                for (i, x) in a.iter().enumerate() {
+                    self.path.push(Seg::Idx(i));
+                    self.generic(x);
+                    self.path.pop();
+                }
+                self.out.push(ARR_END);
+            }
+            Value::Object(m) => {
+                self.out.push(G_OBJ);
+                for (k, x) in m {
+                    self.out.extend(k.bytes().map(u32::from));
+                    self.out.push(STR_END);
+                    self.path.push(Seg::Key(k));
+                    self.generic(x);
+                    self.path.pop();
+                }
+                self.out.push(END);
+            }
+        }
+    }
+
+    /// Encode `v` as a child value: typed when it fits, else through the fallback. A misfit
+    /// fails the whole attempt instead when `strict`, when the child is a constant (it has no
+    /// token to replace), or when the child starts at the same position as its parent (`shared`:
+    /// the decoder binds a FALLBACK there to the parent).
+    fn child(&mut self, n: NodeId, v: &'v Value, strict: bool, shared: bool) -> bool {
+        let mark = (self.out.len(), self.fallbacks.len());
+        if self.enc(n, v, strict) {
+            return true;
+        }
+        self.out.truncate(mark.0);
+        self.fallbacks.truncate(mark.1);
+        if strict || shared || matches!(self.g.nodes[n as usize], Node::Const(_)) {
+            return false;
+        }
+        self.fallback(v);
+        true
+    }
+
+    /// Cheap necessary conditions for `v` to be encodable as node `n`.
+    fn quick_ok(&self, n: NodeId, v: &Value) -> bool {
+        match &self.g.nodes[n as usize] {
+            Node::Any => true,
+            Node::Never => false,
+            Node::Const(c) => const_eq(c, v),
+            Node::Enum(vals) => vals.iter().any(|c| const_eq(c, v)),
+            Node::Bool => v.is_boolean(),
+            Node::Str(_) => v.is_string(),
+            Node::Num(s) => v
+                .as_number()
+                .is_some_and(|x| !s.integer || number_grammar_ok(&x.to_string(), true)),
+            Node::Arr(_) => v.is_array(),
+            Node::Obj(o) => {
+                let Some(m) = v.as_object() else { return false };
+                o.props
+                    .iter()
+                    .all(|p| !p.required || m.contains_key(&p.name))
+                    && (o.map.is_some() || m.keys().all(|k| o.props.iter().any(|p| &p.name == k)))
+            }
+            Node::Union(bs) => bs.iter().any(|&b| self.quick_ok(b, v)),
+        }
+    }
+
+    fn enc(&mut self, n: NodeId, v: &'v Value, strict: bool) -> bool {
+        let g = self.g;
+        match &g.nodes[n as usize] {
+            Node::Any => {
+                self.generic(v);
+                true
+            }
+            Node::Never => false,
+            Node::Const(c) => const_eq(c, v),
+            Node::Enum(vals) => match vals.iter().position(|c| const_eq(c, v)) {
+                Some(k) => {
+                    self.out.push(SEL0 + k as u32);
+                    true
+                }
+                None => false,
+            },
+            Node::Bool => match v {
+                Value::Bool(b) => {
+                    self.out.push(SEL0 + *b as u32);
+                    true
+                }
+                _ => false,
+            },
+            Node::Str(spec) => match v {
+                Value::String(s) if spec.accepts(s, &[]) => {
+                    self.push_bytes(s);
+                    true
+                }
+                _ => false,
+            },
+            Node::Num(spec) => match v {
+                Value::Number(x) => {
+                    let t = x.to_string();
+                    if number_grammar_ok(&t, spec.integer) && spec.accepts_value(&t) {
+                        self.push_bytes(&t);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                _ => false,
+            },
+            Node::Arr(a) => {
+                let Some(items) = v.as_array() else {
+                    return false;
+                };
+                let len = items.len() as u64;
+                if len < a.min_items || a.max_items.is_some_and(|m| len > m) {
+                    return false;
+                }
+                if a.items.is_none() && items.len() > a.prefix.len() {
+                    return false;
+                }
+                if a.unique {
+                    let mut seen: Vec<&Value> = Vec::with_capacity(items.len());
+                    for x in items {
+                        if seen.contains(&x) {
+                            return false;
+                        }
+                        seen.push(x);
+                    }
+                }
+                let start = self.out.len();
+                for (i, x) in items.iter().enumerate() {
+                    let node = a.prefix.get(i).copied().or(a.items).unwrap_or(n);
+                    if a.marker {
+                        self.out.push(ITEM);
+                    }
+                    self.path.push(Seg::Idx(i));
+                    let shared = self.out.len() == start;
+                    let ok = self.child(node, x, strict, shared);
+                    self.path.pop();
+                    if !ok {
+                        return false;
+                    }
+                }
+                self.out.push(ARR_END);
+                true
+            }
+            Node::Obj(o) => self.enc_obj(o, v, strict),
+            Node::Union(bs) => {
+                let cands: Vec<usize> = (0..bs.len())
+                    .filter(|&k| g.productive(bs[k]) && self.quick_ok(bs[k], v))
+                    .collect();
+                let mark = (self.out.len(), self.fallbacks.len());
+                let attempt = |me: &mut Self, k: usize, strict: bool| -> bool {
+                    me.out.push(SEL0 + k as u32);
+                    if me.enc(bs[k], v, strict) {
+                        return true;
+                    }
+                    me.out.truncate(mark.0);
+                    me.fallbacks.truncate(mark.1);
+                    false
+                };
+                if cands.len() == 1 {
+                    return attempt(self, cands[0], strict);
+                }
+                for &k in &cands {
+                    if attempt(self, k, true) {
+                        return true;
+                    }
+                }
+                if !strict {
+                    for &k in &cands {
+                        if attempt(self, k, false) {
+                            return true;
+                        }
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    fn enc_obj(&mut self, o: &ObjSpec, v: &'v Value, strict: bool) -> bool {
+        let Some(m) = v.as_object() else { return false };
+        let mut present = Bits::default();
+        let mut vals: Vec<Option<(&'v str, &'v Value)>> = vec![None; o.props.len()];
+        let mut entries: Vec<(&'v str, &'v Value)> = Vec::new();
+        for (k, x) in m {
+            match o.props.iter().position(|p| &p.name == k) {
+                Some(i) => {
+                    present.set(i);
+                    vals[i] = Some((k, x));
+                }
+                None => entries.push((k, x)),
+            }
+        }
+        if o.props
+            .iter()
+            .enumerate()
+            .any(|(i, p)| p.required && !present.get(i))
+        {
+            return false;
+        }
+        let mut sel = Bits::default();
+        for (j, &i) in o.optional.iter().enumerate() {
+            if present.get(i) {
+                if !self.g.productive(o.props[i].node) {
+                    return false;
+                }
+                sel.set(j);
+            }
+        }
+        if !header_feasible(self.g, o, &sel, usize::MAX) {
+            return false;
+        }
+        let count = present.count() + entries.len() as u64;
+        if count < o.min_props || o.max_props.is_some_and(|mx| count > mx) {
+            return false;
+        }
+        // Map entries: each key must be accepted, with an entry schema that admits a value.
+        let mut entry_nodes = Vec::with_capacity(entries.len());
+        if !entries.is_empty() {
+            let Some(map) = &o.map else { return false };
+            for (k, _) in &entries {
+                if !map.key.accepts(k, &[]) {
+                    return false;
+                }
+                let mut st = map.key.start();
+                for &b in k.as_bytes() {
+                    map.key.step(&mut st, b);
+                }
+                let e = map.entry[map.key.combo_bits(&st)];
+                if !self.g.productive(e) {
+                    return false;
+                }
+                entry_nodes.push(e);
+            }
+        }
+        if !o.optional.is_empty() {
+            for j in 0..o.optional.len() {
+                if sel.get(j) {
+                    self.out.push(SEL0 + j as u32);
+                }
+            }
+            self.out.push(END);
+        }
+        let start = self.out.len();
+        for (i, p) in o.props.iter().enumerate() {
+            if let Some((k, x)) = vals[i] {
+                self.path.push(Seg::Key(k));
+                let shared = self.out.len() == start && o.optional.is_empty();
+                let ok = self.child(p.node, x, strict, shared);
+                self.path.pop();
+                if !ok {
+                    return false;
+                }
+            }
+        }
+        if o.map.is_some() {
+            for ((k, x), e) in entries.into_iter().zip(entry_nodes) {
+                self.out.extend(k.bytes().map(u32::from));
+                self.out.push(STR_END);
+                self.path.push(Seg::Key(k));
+                let ok = self.child(e, x, strict, false);
+                self.path.pop();
+                if !ok {
+                    return false;
+                }
+            }
+            self.out.push(END);
+        }
+        true
+    }
+}
+
+/// Numbers outside the bounded grammar (huge exponents, very long digit runs) still round-trip
+/// through the generic path: any JSON number text is accepted there.
+fn generic_number_ok(t: &str) -> bool {
+    serde_json::from_str::<serde_json::Number>(t).is_ok()
+}

@@ -1,0 +1,1300 @@
+//! The state machine behind the decoder and the matcher. It walks the codec graph one base
+//! token at a time, keeps a stack of open values, optionally writes the compact JSON text, and
+//! can say which base tokens may come next.
+//!
+//! Two modes: `Lenient` (the decoder) accepts `FALLBACK` and skips the look-ahead liveness
+//! checks inside strings and numbers; `Strict` (the matcher) never accepts `FALLBACK` and only
+//! accepts a token when the value it extends can still be completed validly. Both modes enforce
+//! every constraint when a value is closed, so what the decoder produces from an encoder output
+//! is exactly what was encoded.
+
+use crate::base::*;
+use crate::compile::ir::{Node, NodeId, NumSpec, ObjSpec};
+use crate::compile::Graph;
+use crate::strings::{utf8_step, StrSpec, StrState};
+use std::sync::{Arc, OnceLock};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Strict,
+    Lenient,
+}
+
+/// A small bit set over property indices.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bits(Vec<u64>);
+
+impl Bits {
+    pub fn get(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+    pub fn set(&mut self, i: usize) {
+        if self.0.len() <= i / 64 {
+            self.0.resize(i / 64 + 1, 0);
+        }
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    pub fn count(&self) -> u64 {
+        self.0.iter().map(|w| w.count_ones() as u64).sum()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum StrKind {
+    Value(NodeId),
+    /// A key of the map part of this object node.
+    Key(NodeId),
+    Generic,
+    GenericKey,
+}
+
+#[derive(Clone, Debug)]
+enum Frame {
+    /// A value of this node starts with the next token.
+    Value(NodeId),
+    /// A value in the generic encoding starts with the next token.
+    Generic,
+    Str {
+        kind: StrKind,
+        st: StrState,
+        buf: Vec<u8>,
+    },
+    Num {
+        node: Option<NodeId>,
+        text: Vec<u8>,
+    },
+    /// Reading the optional-key list of an object.
+    Header {
+        node: NodeId,
+        next: usize,
+        sel: Bits,
+    },
+    /// Emitting the values of the present named properties.
+    Props {
+        node: NodeId,
+        idx: usize,
+        present: Bits,
+        any: bool,
+    },
+    Map {
+        node: NodeId,
+        count: u64,
+        used: Vec<String>,
+        any: bool,
+    },
+    Arr {
+        node: NodeId,
+        count: u64,
+        used: Vec<String>,
+    },
+    GArr {
+        count: u64,
+    },
+    GObj {
+        count: u64,
+    },
+}
+
+fn trivial_spec() -> &'static Arc<StrSpec> {
+    static T: OnceLock<Arc<StrSpec>> = OnceLock::new();
+    T.get_or_init(|| {
+        Arc::new(StrSpec::new(0, None, &[], &[], Vec::new(), None).expect("no patterns"))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? with bounded digit counts, so
+// that generation cannot run away and every accepted text parses to a finite float.
+
+/// Long enough for the 489-digit integers real workflows contain; a fraction or an exponent
+/// is only offered after at most `MAX_FLOAT_INT_DIGITS` so floats stay finite.
+const MAX_INT_DIGITS: usize = 1000;
+const MAX_FLOAT_INT_DIGITS: usize = 200;
+const MAX_FRAC_DIGITS: usize = 40;
+const MAX_EXP_DIGITS: usize = 2;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NumPart {
+    Start,
+    Minus,
+    Zero,
+    Int,
+    Dot,
+    Frac,
+    E,
+    ESign,
+    Exp,
+}
+
+fn num_part(text: &[u8]) -> Option<(NumPart, usize)> {
+    let mut p = NumPart::Start;
+    let mut run = 0usize;
+    for &b in text {
+        let (np, nr) = num_next(p, run, b, false, true, false)?;
+        p = np;
+        run = nr;
+    }
+    Some((p, run))
+}
+
+/// One character of the number grammar. `run` counts the digits of the current part.
+fn num_next(
+    p: NumPart,
+    run: usize,
+    b: u8,
+    integer: bool,
+    allow_exp: bool,
+    capped: bool,
+) -> Option<(NumPart, usize)> {
+    use NumPart::*;
+    let d = b.is_ascii_digit();
+    // Digit caps bound what constrained generation can produce; decoding is not capped.
+    let (max_int, max_frac, max_exp) = if capped {
+        (MAX_INT_DIGITS, MAX_FRAC_DIGITS, MAX_EXP_DIGITS)
+    } else {
+        (usize::MAX, usize::MAX, usize::MAX)
+    };
+    Some(match (p, b) {
+        (Start, b'-') => (Minus, 0),
+        (Start | Minus, b'0') => (Zero, 1),
+        (Start | Minus, _) if d => (Int, 1),
+        (Int, _) if d && run < max_int => (Int, run + 1),
+        (Zero | Int, b'.') if !integer && (!capped || run <= MAX_FLOAT_INT_DIGITS) => (Dot, 0),
+        (Dot, _) if d => (Frac, 1),
+        (Frac, _) if d && run < max_frac => (Frac, run + 1),
+        (Zero | Int, b'e' | b'E')
+            if !integer && allow_exp && (!capped || run <= MAX_FLOAT_INT_DIGITS) =>
+        {
+            (E, 0)
+        }
+        (Frac, b'e' | b'E') if !integer && allow_exp => (E, 0),
+        (E, b'+' | b'-') => (ESign, 0),
+        (E | ESign, _) if d => (Exp, 1),
+        (Exp, _) if d && run < max_exp => (Exp, run + 1),
+        _ => return None,
+    })
+}
+
+fn num_accepting(p: NumPart) -> bool {
+    matches!(
+        p,
+        NumPart::Zero | NumPart::Int | NumPart::Frac | NumPart::Exp
+    )
+}
+
+/// Whether `text` is a complete number in the grammar (integers only if `integer`).
+pub fn number_grammar_ok(text: &str, integer: bool) -> bool {
+    let mut p = NumPart::Start;
+    let mut run = 0;
+    for &b in text.as_bytes() {
+        match num_next(p, run, b, integer, true, true) {
+            Some((np, nr)) => {
+                p = np;
+                run = nr;
+            }
+            None => return false,
+        }
+    }
+    num_accepting(p)
+}
+
+/// Can a number starting with `text` still end inside the bounds? Exact for plain decimals
+/// (exponents are not offered when a number has bounds).
+fn num_feasible(spec: &NumSpec, text: &[u8]) -> bool {
+    if spec.min.is_none() && spec.max.is_none() {
+        return true;
+    }
+    let s = std::str::from_utf8(text).unwrap_or("");
+    let neg = s.starts_with('-');
+    let body = s.trim_start_matches('-');
+    let (lo, hi) = (
+        spec.min.map_or(f64::NEG_INFINITY, |b| b.0),
+        spec.max.map_or(f64::INFINITY, |b| b.0),
+    );
+    // Reachable magnitudes as closed intervals.
+    let mut ivs: Vec<(f64, f64)> = Vec::new();
+    if body.is_empty() {
+        ivs.push((0.0, f64::INFINITY));
+    } else if let Some((ip, fp)) = body.split_once('.') {
+        let base: f64 = format!("{ip}.{}", if fp.is_empty() { "0" } else { fp })
+            .parse()
+            .unwrap_or(0.0);
+        ivs.push((base, base + 10f64.powi(-(fp.len() as i32))));
+    } else if body == "0" {
+        ivs.push((0.0, if spec.integer { 0.0 } else { 1.0 }));
+    } else {
+        let m: f64 = body.parse().unwrap_or(0.0);
+        let room = MAX_INT_DIGITS.saturating_sub(body.len());
+        for k in 0..=room.min(30) {
+            let scale = 10f64.powi(k as i32);
+            let top = if spec.integer {
+                (m + 1.0) * scale - 1.0
+            } else {
+                (m + 1.0) * scale
+            };
+            ivs.push((m * scale, top));
+        }
+    }
+    ivs.iter().any(|&(a, b)| {
+        let (a, b) = if neg { (-b, -a) } else { (a, b) };
+        b >= lo && a <= hi
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Header constraints of an object's optional-key list. `sel` holds optional indices.
+fn header_present(o: &ObjSpec, sel: &Bits) -> Bits {
+    let mut p = Bits::default();
+    for (i, prop) in o.props.iter().enumerate() {
+        if prop.required {
+            p.set(i);
+        }
+    }
+    for (j, &i) in o.optional.iter().enumerate() {
+        if sel.get(j) {
+            p.set(i);
+        }
+    }
+    p
+}
+
+fn opt_index(o: &ObjSpec, prop: usize) -> Option<usize> {
+    o.optional.binary_search(&prop).ok()
+}
+
+/// Can the list `sel` (next optional index allowed: `next`) still be completed to a key set
+/// that satisfies dependencies, exclusions and counts? With `next == usize::MAX` this is the
+/// final check.
+pub(crate) fn header_feasible(g: &Graph, o: &ObjSpec, sel: &Bits, next: usize) -> bool {
+    let mut present = header_present(o, sel);
+    // Dependencies: add the obligations that can still be added, fail on the others.
+    loop {
+        let mut added = false;
+        for (k, ds) in &o.deps {
+            if !present.get(*k) {
+                continue;
+            }
+            for &d in ds {
+                if present.get(d) {
+                    continue;
+                }
+                match opt_index(o, d) {
+                    Some(j) if next != usize::MAX && j >= next && g.productive(o.props[d].node) => {
+                        present.set(d);
+                        added = true;
+                    }
+                    _ => return false,
+                }
+            }
+        }
+        if !added {
+            break;
+        }
+    }
+    if o.forbid
+        .iter()
+        .any(|grp| grp.iter().all(|&i| present.get(i)))
+    {
+        return false;
+    }
+    let n = present.count();
+    if o.max_props.is_some_and(|m| n > m) {
+        return false;
+    }
+    if o.map.is_none() && n < o.min_props {
+        if next == usize::MAX {
+            return false;
+        }
+        let more = o
+            .optional
+            .iter()
+            .enumerate()
+            .filter(|&(j, &i)| j >= next && !present.get(i) && g.productive(o.props[i].node))
+            .count() as u64;
+        if n + more < o.min_props {
+            return false;
+        }
+    }
+    true
+}
+
+/// The decoder / matcher state.
+#[derive(Clone)]
+pub struct Machine {
+    g: Arc<Graph>,
+    mode: Mode,
+    stack: Vec<Frame>,
+    out: Option<String>,
+}
+
+fn escape_into(out: &mut String, bytes: &[u8]) -> Result<(), String> {
+    let s = std::str::from_utf8(bytes).map_err(|_| "string is not valid UTF-8".to_string())?;
+    out.push_str(&serde_json::to_string(s).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+impl Machine {
+    pub fn new(g: Arc<Graph>, mode: Mode, with_output: bool) -> Machine {
+        let root = g.root;
+        let mut m = Machine {
+            g,
+            mode,
+            stack: vec![Frame::Value(root)],
+            out: with_output.then(String::new),
+        };
+        m.settle();
+        m
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.stack.is_empty()
+    }
+
+    pub fn output(&self) -> &str {
+        self.out.as_deref().unwrap_or("")
+    }
+
+    pub fn depth(&self) -> usize {
+        self.stack.len()
+    }
+
+    fn replace_top(&mut self, f: Frame) {
+        if let Some(top) = self.stack.last_mut() {
+            *top = f;
+        }
+    }
+
+    fn w(&mut self, s: &str) {
+        if let Some(o) = &mut self.out {
+            o.push_str(s);
+        }
+    }
+
+    fn node(&self, n: NodeId) -> &Node {
+        &self.g.nodes[n as usize]
+    }
+
+    /// Resolve every transition that needs no token (constants, opening brackets, moving on to
+    /// the next present property), so the top frame always waits for a token.
+    fn settle(&mut self) {
+        let g = self.g.clone();
+        loop {
+            let Some(top) = self.stack.last_mut() else {
+                return;
+            };
+            match top {
+                Frame::Value(n) => {
+                    // Only constants resolve without a token. Every other value waits for its
+                    // first token, which may be FALLBACK (the decoder binds a FALLBACK to the
+                    // outermost value that starts at this position; the encoder never emits one
+                    // for an inner value that shares it).
+                    let n = *n;
+                    match &g.nodes[n as usize] {
+                        Node::Const(c) => {
+                            self.stack.pop();
+                            self.w(c);
+                            self.after_scalar_item(c.clone());
+                        }
+                        _ => return,
+                    }
+                }
+                Frame::Props {
+                    node,
+                    idx,
+                    present,
+                    any,
+                } => {
+                    let Node::Obj(o) = &g.nodes[*node as usize] else {
+                        return;
+                    };
+                    let next = (*idx..o.props.len()).find(|&i| present.get(i));
+                    match next {
+                        Some(i) => {
+                            let comma = *any;
+                            *idx = i + 1;
+                            *any = true;
+                            let child = o.props[i].node;
+                            if let Some(out) = &mut self.out {
+                                if comma {
+                                    out.push(',');
+                                }
+                                let _ = escape_into(out, o.props[i].name.as_bytes());
+                                out.push(':');
+                            }
+                            self.stack.push(Frame::Value(child));
+                        }
+                        None => {
+                            if o.map.is_some() {
+                                let count = present.count();
+                                let any = *any;
+                                *top = Frame::Map {
+                                    node: *node,
+                                    count,
+                                    used: Vec::new(),
+                                    any,
+                                };
+                                return;
+                            }
+                            self.stack.pop();
+                            self.w("}");
+                        }
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Open the value waiting on top (a string, number, array or object) now that a token for
+    /// it has arrived, then settle.
+    fn open_top(&mut self) {
+        let Some(Frame::Value(n)) = self.stack.last() else {
+            return;
+        };
+        let n = *n;
+        let g = self.g.clone();
+        let frame = match &g.nodes[n as usize] {
+            Node::Str(spec) => Frame::Str {
+                kind: StrKind::Value(n),
+                st: spec.start(),
+                buf: Vec::new(),
+            },
+            Node::Num(_) => Frame::Num {
+                node: Some(n),
+                text: Vec::new(),
+            },
+            Node::Arr(_) => {
+                self.w("[");
+                Frame::Arr {
+                    node: n,
+                    count: 0,
+                    used: Vec::new(),
+                }
+            }
+            Node::Obj(o) => {
+                self.w("{");
+                if o.optional.is_empty() {
+                    Frame::Props {
+                        node: n,
+                        idx: 0,
+                        present: header_present(o, &Bits::default()),
+                        any: false,
+                    }
+                } else {
+                    Frame::Header {
+                        node: n,
+                        next: 0,
+                        sel: Bits::default(),
+                    }
+                }
+            }
+            _ => return,
+        };
+        self.replace_top(frame);
+        self.settle();
+    }
+
+    /// Record a completed scalar item in a `uniqueItems` array (the parent frame).
+    fn after_scalar_item(&mut self, json: String) {
+        if let Some(Frame::Arr { node, used, .. }) = self.stack.last_mut() {
+            if let Node::Arr(a) = &self.g.nodes[*node as usize] {
+                if a.unique {
+                    used.push(json);
+                }
+            }
+        }
+    }
+
+    /// Values already used by the enclosing unique array (when the top value is its item).
+    fn unique_used(&self) -> Option<&Vec<String>> {
+        let n = self.stack.len();
+        if n < 2 {
+            return None;
+        }
+        match &self.stack[n - 2] {
+            Frame::Arr { node, used, .. } => match self.node(*node) {
+                Node::Arr(a) if a.unique => Some(used),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn spec_for(&self, kind: &StrKind) -> Arc<StrSpec> {
+        match kind {
+            StrKind::Value(n) => match self.node(*n) {
+                Node::Str(s) => s.clone(),
+                _ => trivial_spec().clone(),
+            },
+            StrKind::Key(n) => match self.node(*n) {
+                Node::Obj(o) => o
+                    .map
+                    .as_ref()
+                    .map(|m| m.key.clone())
+                    .unwrap_or_else(|| trivial_spec().clone()),
+                _ => trivial_spec().clone(),
+            },
+            StrKind::Generic | StrKind::GenericKey => trivial_spec().clone(),
+        }
+    }
+
+    /// Extra excluded strings for the string on top: used keys of its map, used items of its
+    /// unique array.
+    fn extra_excluded(&self, kind: &StrKind) -> Vec<String> {
+        let n = self.stack.len();
+        match kind {
+            StrKind::Key(_) if n >= 2 => match &self.stack[n - 2] {
+                Frame::Map { used, .. } => used.clone(),
+                _ => Vec::new(),
+            },
+            StrKind::Value(_) => self
+                .unique_used()
+                .map(|u| {
+                    u.iter()
+                        .filter_map(|j| serde_json::from_str::<String>(j).ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the string on top may end now.
+    fn str_end_ok(&self, kind: &StrKind, st: &StrState, buf: &[u8]) -> bool {
+        let spec = self.spec_for(kind);
+        if !spec.accepts_end(st) {
+            return false;
+        }
+        let Ok(s) = std::str::from_utf8(buf) else {
+            return false;
+        };
+        if spec
+            .excluded
+            .binary_search_by(|e| e.as_str().cmp(s))
+            .is_ok()
+        {
+            return false;
+        }
+        let extra = self.extra_excluded(kind);
+        if extra.iter().any(|e| e == s) {
+            return false;
+        }
+        if let StrKind::Key(n) = kind {
+            if let Node::Obj(o) = self.node(*n) {
+                if let Some(m) = &o.map {
+                    let bits = spec.combo_bits(st);
+                    return m.entry.get(bits).is_some_and(|&e| self.g.productive(e));
+                }
+            }
+        }
+        true
+    }
+
+    /// Advance by one base token.
+    pub fn step(&mut self, t: u32) -> Result<(), String> {
+        let strict = self.mode == Mode::Strict;
+        let Some(top) = self.stack.last() else {
+            return Err("the document is already complete".into());
+        };
+        match top.clone() {
+            Frame::Value(n) => {
+                if t == FALLBACK {
+                    if strict {
+                        return Err(
+                            "the generic fallback is not allowed in constrained generation".into(),
+                        );
+                    }
+                    self.replace_top(Frame::Generic);
+                    return Ok(());
+                }
+                match self.node(n) {
+                    Node::Enum(vals) => {
+                        let k = t
+                            .checked_sub(SEL0)
+                            .map(|k| k as usize)
+                            .filter(|&k| k < vals.len());
+                        let Some(k) = k else {
+                            return Err(format!("expected one of {} enum choices", vals.len()));
+                        };
+                        let v = vals[k].clone();
+                        if self.unique_used().is_some_and(|u| u.contains(&v)) {
+                            return Err("duplicate item in a uniqueItems array".into());
+                        }
+                        self.stack.pop();
+                        self.w(&v);
+                        self.after_scalar_item(v);
+                    }
+                    Node::Bool => {
+                        let v = match t {
+                            x if x == SEL0 => "false",
+                            x if x == SEL0 + 1 => "true",
+                            _ => return Err("expected a boolean choice".into()),
+                        };
+                        if self.unique_used().is_some_and(|u| u.iter().any(|x| x == v)) {
+                            return Err("duplicate item in a uniqueItems array".into());
+                        }
+                        self.stack.pop();
+                        self.w(v);
+                        self.after_scalar_item(v.to_string());
+                    }
+                    Node::Union(bs) => {
+                        let k = t
+                            .checked_sub(SEL0)
+                            .map(|k| k as usize)
+                            .filter(|&k| k < bs.len());
+                        let Some(k) = k else {
+                            return Err(format!("expected one of {} union branches", bs.len()));
+                        };
+                        let b = bs[k];
+                        if !self.g.productive(b) {
+                            return Err("this union branch has no valid value".into());
+                        }
+                        self.replace_top(Frame::Value(b));
+                    }
+                    Node::Any => {
+                        self.replace_top(Frame::Generic);
+                        return self.step(t);
+                    }
+                    Node::Str(_) | Node::Num(_) | Node::Arr(_) | Node::Obj(_) => {
+                        let depth = self.stack.len();
+                        self.open_top();
+                        if self.stack.len() < depth {
+                            return Err("internal: value closed without a token".into());
+                        }
+                        return self.step(t);
+                    }
+                    _ => return Err("unexpected token for this value".into()),
+                }
+            }
+            Frame::Generic => match t {
+                G_NULL | G_FALSE | G_TRUE => {
+                    self.stack.pop();
+                    self.w(match t {
+                        G_NULL => "null",
+                        G_FALSE => "false",
+                        _ => "true",
+                    });
+                }
+                G_NUM => self.replace_top(Frame::Num {
+                    node: None,
+                    text: Vec::new(),
+                }),
+                G_STR => self.replace_top(Frame::Str {
+                    kind: StrKind::Generic,
+                    st: trivial_spec().start(),
+                    buf: Vec::new(),
+                }),
+                G_ARR => {
+                    self.replace_top(Frame::GArr { count: 0 });
+                    self.w("[");
+                }
+                G_OBJ => {
+                    self.replace_top(Frame::GObj { count: 0 });
+                    self.w("{");
+                }
+                _ => return Err("expected a generic JSON value".into()),
+            },
+            Frame::Str {
+                kind,
+                mut st,
+                mut buf,
+            } => {
+                let spec = self.spec_for(&kind);
+                if t < 256 {
+                    let b = t as u8;
+                    if !spec.step(&mut st, b) {
+                        return Err("invalid UTF-8 in a string".into());
+                    }
+                    buf.push(b);
+                    if buf.len() > crate::MAX_STRING_BYTES {
+                        return Err("string too long".into());
+                    }
+                    if strict && !spec.trivial {
+                        let extra = self.extra_excluded(&kind);
+                        let ex: Vec<&str> = extra.iter().map(String::as_str).collect();
+                        if !spec.live(&st, &buf, &ex) {
+                            return Err("no valid string starts like this".into());
+                        }
+                    }
+                    if let Some(Frame::Str {
+                        st: s0, buf: b0, ..
+                    }) = self.stack.last_mut()
+                    {
+                        *s0 = st;
+                        *b0 = buf;
+                    }
+                } else if t == STR_END {
+                    if !self.str_end_ok(&kind, &st, &buf) {
+                        return Err("this string does not satisfy its schema".into());
+                    }
+                    self.stack.pop();
+                    match kind {
+                        StrKind::Value(_) | StrKind::Generic => {
+                            if let Some(out) = &mut self.out {
+                                escape_into(out, &buf)?;
+                            }
+                            if matches!(kind, StrKind::Value(_)) && self.unique_used().is_none() {
+                                // Not inside a unique array: nothing to record.
+                            } else if matches!(kind, StrKind::Value(_)) {
+                                let j =
+                                    serde_json::to_string(std::str::from_utf8(&buf).unwrap_or(""))
+                                        .unwrap_or_default();
+                                self.after_scalar_item(j);
+                            }
+                        }
+                        StrKind::Key(n) => {
+                            let key =
+                                String::from_utf8(buf).map_err(|_| "invalid UTF-8 in a key")?;
+                            let entry = match self.node(n) {
+                                Node::Obj(o) => {
+                                    o.map.as_ref().map(|m| m.entry[spec.combo_bits(&st)])
+                                }
+                                _ => None,
+                            };
+                            let Some(entry) = entry else {
+                                return Err("no map here".into());
+                            };
+                            if let Some(Frame::Map { used, any, .. }) = self.stack.last_mut() {
+                                let comma = *any;
+                                *any = true;
+                                if let Some(out) = &mut self.out {
+                                    if comma {
+                                        out.push(',');
+                                    }
+                                    escape_into(out, key.as_bytes())?;
+                                    out.push(':');
+                                }
+                                used.push(key);
+                            }
+                            self.stack.push(Frame::Value(entry));
+                        }
+                        StrKind::GenericKey => {
+                            if let Some(out) = &mut self.out {
+                                escape_into(out, &buf)?;
+                                out.push(':');
+                            }
+                            self.stack.push(Frame::Generic);
+                        }
+                    }
+                } else {
+                    return Err("expected a string byte or STR_END".into());
+                }
+            }
+            Frame::Num { node, mut text } => {
+                let spec = node.and_then(|n| match self.node(n) {
+                    Node::Num(s) => Some(s),
+                    _ => None,
+                });
+                let integer = spec.is_some_and(|s| s.integer);
+                let bounded = spec.is_some_and(|s| s.min.is_some() || s.max.is_some());
+                if t < 256 {
+                    let (p, run) = num_part(&text).ok_or("bad number")?;
+                    num_next(p, run, t as u8, integer, !(strict && bounded), strict)
+                        .ok_or("not a valid number character here")?;
+                    text.push(t as u8);
+                    if strict {
+                        if let Some(s) = spec {
+                            if !num_feasible(s, &text) {
+                                return Err("no number in range starts like this".into());
+                            }
+                        }
+                    }
+                    if let Some(Frame::Num { text: t0, .. }) = self.stack.last_mut() {
+                        *t0 = text;
+                    }
+                } else if t == STR_END {
+                    let (p, _) = num_part(&text).ok_or("bad number")?;
+                    let s = std::str::from_utf8(&text).map_err(|_| "bad number")?;
+                    if !num_accepting(p) || (integer && !number_grammar_ok(s, true)) {
+                        return Err("incomplete number".into());
+                    }
+                    if let Some(spec) = spec {
+                        if !spec.accepts_value(s) {
+                            return Err("number outside the schema's constraints".into());
+                        }
+                    }
+                    let s = s.to_string();
+                    if node.is_some() && self.unique_used().is_some_and(|u| u.contains(&s)) {
+                        return Err("duplicate item in a uniqueItems array".into());
+                    }
+                    self.stack.pop();
+                    self.w(&s);
+                    if node.is_some() {
+                        self.after_scalar_item(s);
+                    }
+                } else {
+                    return Err("expected a number character or STR_END".into());
+                }
+            }
+            Frame::Header {
+                node,
+                next,
+                mut sel,
+            } => {
+                let Node::Obj(o) = self.node(node) else {
+                    return Err("bad object".into());
+                };
+                if t == END {
+                    if !header_feasible(&self.g, o, &sel, usize::MAX) {
+                        return Err("this set of keys does not satisfy the schema".into());
+                    }
+                    let present = header_present(o, &sel);
+                    self.replace_top(Frame::Props {
+                        node,
+                        idx: 0,
+                        present,
+                        any: false,
+                    });
+                } else {
+                    let j = t
+                        .checked_sub(SEL0)
+                        .map(|j| j as usize)
+                        .filter(|&j| j >= next && j < o.optional.len());
+                    let Some(j) = j else {
+                        return Err("expected an optional key (in schema order) or END".into());
+                    };
+                    if !self.g.productive(o.props[o.optional[j]].node) {
+                        return Err("this property has no valid value".into());
+                    }
+                    sel.set(j);
+                    if !header_feasible(&self.g, o, &sel, j + 1) {
+                        return Err("this key cannot be present together with the others".into());
+                    }
+                    if let Some(Frame::Header {
+                        next: n0, sel: s0, ..
+                    }) = self.stack.last_mut()
+                    {
+                        *n0 = j + 1;
+                        *s0 = sel;
+                    }
+                }
+            }
+            Frame::Map { node, count, .. } => {
+                let Node::Obj(o) = self.node(node) else {
+                    return Err("bad object".into());
+                };
+                if t == END {
+                    if count < o.min_props {
+                        return Err(format!("at least {} properties are required", o.min_props));
+                    }
+                    self.stack.pop();
+                    self.w("}");
+                } else if t <= STR_END {
+                    if o.max_props.is_some_and(|m| count >= m) {
+                        return Err(format!(
+                            "at most {} properties are allowed",
+                            o.max_props.unwrap_or(0)
+                        ));
+                    }
+                    let spec = o.map.as_ref().map(|m| m.key.clone()).ok_or("no map")?;
+                    if let Some(Frame::Map { count, .. }) = self.stack.last_mut() {
+                        *count += 1;
+                    }
+                    self.stack.push(Frame::Str {
+                        kind: StrKind::Key(node),
+                        st: spec.start(),
+                        buf: Vec::new(),
+                    });
+                    return self.step(t);
+                } else {
+                    return Err("expected a key or END".into());
+                }
+            }
+            Frame::Arr { node, count, .. } => {
+                let Node::Arr(a) = self.node(node) else {
+                    return Err("bad array".into());
+                };
+                if t == ARR_END {
+                    if count < a.min_items {
+                        return Err(format!("at least {} items are required", a.min_items));
+                    }
+                    self.stack.pop();
+                    self.w("]");
+                } else {
+                    if a.max_items.is_some_and(|m| count >= m) {
+                        return Err("no more items are allowed".into());
+                    }
+                    let item = a
+                        .prefix
+                        .get(count as usize)
+                        .copied()
+                        .or(a.items)
+                        .ok_or("no more items are allowed")?;
+                    if !self.g.productive(item) {
+                        return Err("this item has no valid value".into());
+                    }
+                    let marker = a.marker;
+                    if marker && t != ITEM {
+                        return Err("expected ITEM or ARR_END".into());
+                    }
+                    if let Some(Frame::Arr { count, .. }) = self.stack.last_mut() {
+                        *count += 1;
+                    }
+                    if count > 0 {
+                        self.w(",");
+                    }
+                    self.stack.push(Frame::Value(item));
+                    self.check_depth()?;
+                    self.settle();
+                    if !marker {
+                        return self.step(t);
+                    }
+                    return Ok(());
+                }
+            }
+            Frame::GArr { count } => {
+                if t == ARR_END {
+                    self.stack.pop();
+                    self.w("]");
+                } else {
+                    if let Some(Frame::GArr { count }) = self.stack.last_mut() {
+                        *count += 1;
+                    }
+                    if count > 0 {
+                        self.w(",");
+                    }
+                    self.stack.push(Frame::Generic);
+                    self.check_depth()?;
+                    return self.step(t);
+                }
+            }
+            Frame::GObj { count } => {
+                if t == END {
+                    self.stack.pop();
+                    self.w("}");
+                } else if t <= STR_END {
+                    if let Some(Frame::GObj { count }) = self.stack.last_mut() {
+                        *count += 1;
+                    }
+                    if count > 0 {
+                        self.w(",");
+                    }
+                    self.stack.push(Frame::Str {
+                        kind: StrKind::GenericKey,
+                        st: trivial_spec().start(),
+                        buf: Vec::new(),
+                    });
+                    self.check_depth()?;
+                    return self.step(t);
+                } else {
+                    return Err("expected a key or END".into());
+                }
+            }
+            Frame::Props { .. } => return Err("internal: unsettled object".into()),
+        }
+        self.check_depth()?;
+        self.settle();
+        Ok(())
+    }
+
+    fn check_depth(&self) -> Result<(), String> {
+        if self.stack.len() > crate::MAX_DEPTH {
+            return Err(format!("nesting deeper than {}", crate::MAX_DEPTH));
+        }
+        Ok(())
+    }
+
+    /// Mark in `out` (indexed by base id) every base token that `step` would accept and after
+    /// which the document can still be completed (strict mode).
+    pub fn allowed(&self, out: &mut [bool]) {
+        let Some(top) = self.stack.last() else { return };
+        let mut set = |t: u32| {
+            if let Some(x) = out.get_mut(t as usize) {
+                *x = true;
+            }
+        };
+        match top {
+            Frame::Value(n) => match self.node(*n) {
+                Node::Enum(vals) => {
+                    let used = self.unique_used();
+                    for (k, v) in vals.iter().enumerate() {
+                        if !used.is_some_and(|u| u.contains(v)) {
+                            set(SEL0 + k as u32);
+                        }
+                    }
+                }
+                Node::Bool => {
+                    let used = self.unique_used();
+                    for (k, v) in ["false", "true"].iter().enumerate() {
+                        if !used.is_some_and(|u| u.iter().any(|x| x == v)) {
+                            set(SEL0 + k as u32);
+                        }
+                    }
+                }
+                Node::Union(bs) => {
+                    for (k, &b) in bs.iter().enumerate() {
+                        if self.g.productive(b) {
+                            set(SEL0 + k as u32);
+                        }
+                    }
+                }
+                Node::Any => (G_NULL..=G_OBJ).for_each(&mut set),
+                Node::Str(_) | Node::Num(_) | Node::Arr(_) | Node::Obj(_) => {
+                    let n0 = self.stack.len();
+                    let mut stack = Vec::with_capacity(2);
+                    if n0 >= 2 {
+                        stack.push(self.stack[n0 - 2].clone());
+                    }
+                    stack.push(Frame::Value(*n));
+                    let mut scratch = Machine {
+                        g: self.g.clone(),
+                        mode: self.mode,
+                        stack,
+                        out: None,
+                    };
+                    let depth = scratch.stack.len();
+                    scratch.open_top();
+                    if scratch.stack.len() >= depth {
+                        scratch.allowed(out);
+                    }
+                }
+                _ => {}
+            },
+            Frame::Generic => (G_NULL..=G_OBJ).for_each(&mut set),
+            Frame::Str { kind, st, buf } => {
+                let spec = self.spec_for(kind);
+                let extra = self.extra_excluded(kind);
+                let ex: Vec<&str> = extra.iter().map(String::as_str).collect();
+                let mut pre = buf.clone();
+                for b in 0..=255u8 {
+                    let mut s2 = st.clone();
+                    if !spec.step(&mut s2, b) {
+                        continue;
+                    }
+                    if spec.trivial && ex.is_empty() {
+                        if buf.len() < crate::MAX_STRING_BYTES {
+                            set(b as u32);
+                        }
+                        continue;
+                    }
+                    pre.push(b);
+                    if spec.live(&s2, &pre, &ex) {
+                        set(b as u32);
+                    }
+                    pre.pop();
+                }
+                if self.str_end_ok(kind, st, buf) {
+                    set(STR_END);
+                }
+            }
+            Frame::Num { node, text } => {
+                let spec = node.and_then(|n| match self.node(n) {
+                    Node::Num(s) => Some(s),
+                    _ => None,
+                });
+                let integer = spec.is_some_and(|s| s.integer);
+                let bounded = spec.is_some_and(|s| s.min.is_some() || s.max.is_some());
+                if let Some((p, run)) = num_part(text) {
+                    let mut t2 = text.clone();
+                    for &c in b"0123456789-+.eE" {
+                        if num_next(p, run, c, integer, !bounded, true).is_some() {
+                            t2.push(c);
+                            if spec.is_none_or(|s| num_feasible(s, &t2)) {
+                                set(c as u32);
+                            }
+                            t2.pop();
+                        }
+                    }
+                    if num_accepting(p) {
+                        let s = std::str::from_utf8(text).unwrap_or("");
+                        let ok = spec.is_none_or(|sp| sp.accepts_value(s))
+                            && !(node.is_some()
+                                && self.unique_used().is_some_and(|u| u.iter().any(|x| x == s)));
+                        if ok {
+                            set(STR_END);
+                        }
+                    }
+                }
+            }
+            Frame::Header { node, next, sel } => {
+                let Node::Obj(o) = self.node(*node) else {
+                    return;
+                };
+                for j in *next..o.optional.len() {
+                    if !self.g.productive(o.props[o.optional[j]].node) {
+                        continue;
+                    }
+                    let mut s2 = sel.clone();
+                    s2.set(j);
+                    if header_feasible(&self.g, o, &s2, j + 1) {
+                        set(SEL0 + j as u32);
+                    }
+                }
+                if header_feasible(&self.g, o, sel, usize::MAX) {
+                    set(END);
+                }
+            }
+            Frame::Map {
+                node, count, used, ..
+            } => {
+                let Node::Obj(o) = self.node(*node) else {
+                    return;
+                };
+                if *count >= o.min_props {
+                    set(END);
+                }
+                if o.max_props.is_none_or(|m| *count < m) {
+                    if let Some(m) = &o.map {
+                        let ex: Vec<&str> = used.iter().map(String::as_str).collect();
+                        let st = m.key.start();
+                        for b in 0..=255u8 {
+                            let mut s2 = st.clone();
+                            if m.key.step(&mut s2, b) && m.key.live(&s2, &[b], &ex) {
+                                set(b as u32);
+                            }
+                        }
+                        let empty_ok = m.key.accepts_end(&st)
+                            && !ex.contains(&"")
+                            && m.key
+                                .excluded
+                                .binary_search_by(|e| e.as_str().cmp(""))
+                                .is_err()
+                            && m.entry
+                                .get(m.key.combo_bits(&st))
+                                .is_some_and(|&e| self.g.productive(e));
+                        if empty_ok {
+                            set(STR_END);
+                        }
+                    }
+                }
+            }
+            Frame::Arr { node, count, .. } => {
+                let Node::Arr(a) = self.node(*node) else {
+                    return;
+                };
+                if *count >= a.min_items {
+                    set(ARR_END);
+                }
+                if a.max_items.is_some_and(|m| *count >= m) {
+                    return;
+                }
+                let Some(item) = a.prefix.get(*count as usize).copied().or(a.items) else {
+                    return;
+                };
+                if !self.g.productive(item) {
+                    return;
+                }
+                if a.marker {
+                    set(ITEM);
+                } else {
+                    // The first tokens of a fresh item: settle a scratch copy and ask it.
+                    let mut scratch = Machine {
+                        g: self.g.clone(),
+                        mode: self.mode,
+                        stack: vec![
+                            self.stack.last().cloned().unwrap_or(Frame::Generic),
+                            Frame::Value(item),
+                        ],
+                        out: None,
+                    };
+                    scratch.settle();
+                    if scratch.stack.len() >= 2 {
+                        scratch.allowed(out);
+                    }
+                }
+            }
+            Frame::GArr { .. } => {
+                set(ARR_END);
+                (G_NULL..=G_OBJ).for_each(&mut set);
+            }
+            Frame::GObj { .. } => {
+                set(END);
+                set(STR_END);
+                for b in 0..=255u8 {
+                    if utf8_step(0, b).is_some() {
+                        set(b as u32);
+                    }
+                }
+            }
+            Frame::Props { .. } => {}
+        }
+    }
+
+    /// The base tokens of the smallest valid completion of the current state.
+    pub fn completion(&self) -> Result<Vec<u32>, String> {
+        let mut m = self.clone();
+        m.out = None;
+        let mut toks = Vec::new();
+        let nb = crate::base::base_size(self.g.sel_count) as usize;
+        let mut allowed = vec![false; nb];
+        while !m.is_done() {
+            if toks.len() > 1_000_000 {
+                return Err("completion too long".into());
+            }
+            let t = m.next_completion_token(&mut allowed)?;
+            m.step(t)?;
+            toks.push(t);
+        }
+        Ok(toks)
+    }
+
+    fn next_completion_token(&self, allowed: &mut [bool]) -> Result<u32, String> {
+        allowed.fill(false);
+        self.allowed(allowed);
+        let ok = |t: u32| allowed.get(t as usize).copied().unwrap_or(false);
+        let top = self.stack.last().ok_or("complete")?;
+        // Prefer closing, then the cheapest choice.
+        for t in [STR_END, ARR_END, END, G_NULL] {
+            if ok(t) {
+                return Ok(t);
+            }
+        }
+        match top {
+            Frame::Str { kind, st, buf } => {
+                let spec = self.spec_for(kind);
+                let extra = self.extra_excluded(kind);
+                let pend: Vec<&[u8]> = spec
+                    .excluded
+                    .iter()
+                    .chain(extra.iter())
+                    .map(|s| s.as_bytes())
+                    .filter(|e| e.starts_with(buf))
+                    .map(|e| &e[buf.len()..])
+                    .collect();
+                if let Some(bytes) = spec.search(st, &pend) {
+                    if let Some(&b) = bytes.first() {
+                        if ok(b as u32) {
+                            return Ok(b as u32);
+                        }
+                    }
+                }
+            }
+            Frame::Num { .. } => {
+                for &c in b"0123456789.-" {
+                    if ok(c as u32) {
+                        return Ok(c as u32);
+                    }
+                }
+            }
+            Frame::Value(n) => {
+                if let Node::Union(bs) = self.node(*n) {
+                    let best = bs
+                        .iter()
+                        .enumerate()
+                        .filter(|&(k, _)| ok(SEL0 + k as u32))
+                        .min_by_key(|&(_, &b)| self.g.cost[b as usize]);
+                    if let Some((k, _)) = best {
+                        return Ok(SEL0 + k as u32);
+                    }
+                }
+            }
+            Frame::Header { node, .. } => {
+                if let Node::Obj(o) = self.node(*node) {
+                    let best = (0..o.optional.len())
+                        .filter(|&j| ok(SEL0 + j as u32))
+                        .min_by_key(|&j| self.g.cost[o.props[o.optional[j]].node as usize]);
+                    if let Some(j) = best {
+                        return Ok(SEL0 + j as u32);
+                    }
+                }
+            }
+            _ => {}
+        }
+        allowed
+            .iter()
+            .position(|&a| a)
+            .map(|p| p as u32)
+            .ok_or_else(|| "no token can complete this document".to_string())
+    }
+}

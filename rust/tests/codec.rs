@@ -1,0 +1,2 @@
+//! Codec unit tests over small schemas.
+mod common;

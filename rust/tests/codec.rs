@@ -1,2 +1,163 @@
-//! Codec unit tests over small schemas.
+//! Codec tests over every schema of the data set and small hand-written schemas.
 mod common;
+use serde_json::{json, Value};
+use tct::Tokenizer;
+
+fn schema_files() -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(common::data_dir().join("schemas"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_schema_compiles_and_its_positive_tests_round_trip() {
+    let reg = common::registry();
+    for f in schema_files() {
+        let stem = f.file_stem().unwrap().to_string_lossy().to_string();
+        let schema = common::read_json(&f);
+        let t0 = std::time::Instant::now();
+        let tok = Tokenizer::from_schema(&schema, &reg).unwrap_or_else(|e| panic!("{stem}: {e}"));
+        eprintln!(
+            "{stem}: {} nodes, vocab {}, {} warnings, compiled in {:?}",
+            tok.graph().nodes.len(),
+            tok.vocab_size(),
+            tok.warnings().len(),
+            t0.elapsed()
+        );
+        for w in tok.warnings() {
+            eprintln!("   warning: {w}");
+        }
+        for kind in ["positive", "negative"] {
+            let dir = common::data_dir().join("schema-tests").join(&stem).join(kind);
+            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let mut files: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            files.sort();
+            for doc_path in files {
+                let text = std::fs::read_to_string(&doc_path).unwrap();
+                let doc: Value = match doc_path.extension().and_then(|x| x.to_str()) {
+                    Some("json") => match serde_json::from_str(&text) {
+                        Ok(v) => v,
+                        Err(_) => continue,
+                    },
+                    _ => continue, // YAML/TOML documents are covered by the Python tests.
+                };
+                let enc = tok.encode_value(&doc).unwrap_or_else(|e| panic!("{}: {e}", doc_path.display()));
+                let dec = tok.decode(&enc.ids).unwrap_or_else(|e| panic!("{}: {e}", doc_path.display()));
+                let back: Value = serde_json::from_str(&dec.json).unwrap();
+                assert_eq!(back, doc, "{} does not round-trip", doc_path.display());
+                if kind == "positive" && !enc.fallbacks.is_empty() {
+                    eprintln!("   positive test with fallback: {} {:?}", doc_path.display(), enc.fallbacks);
+                }
+            }
+        }
+    }
+}
+
+fn tok(schema: Value) -> Tokenizer {
+    Tokenizer::from_schema(&schema, &[]).unwrap()
+}
+
+fn round_trip(t: &Tokenizer, doc: &Value) -> tct::Encoding {
+    let enc = t.encode_value(doc).unwrap();
+    let dec = t.decode(&enc.ids).unwrap();
+    let back: Value = serde_json::from_str(&dec.json).unwrap();
+    assert_eq!(&back, doc);
+    enc
+}
+
+#[test]
+fn required_and_const_properties_cost_nothing() {
+    let t = tok(json!({
+        "type": "object",
+        "properties": {"kind": {"const": "job"}, "name": {"type": "string"}, "n": {"type": "integer"}},
+        "required": ["kind", "name"],
+        "additionalProperties": false
+    }));
+    let enc = round_trip(&t, &json!({"kind": "job", "name": "ab"}));
+    // header: END (no optional key present); then "ab" STR_END.
+    assert_eq!(enc.ids, vec![tct::base::END, b'a' as u32, b'b' as u32, tct::base::STR_END]);
+    assert!(enc.fallbacks.is_empty());
+}
+
+#[test]
+fn nonconforming_subtrees_fall_back_with_their_pointer() {
+    let t = tok(json!({
+        "type": "object",
+        "properties": {"a": {"type": "array", "items": {"type": "integer"}}},
+    }));
+    let doc = json!({"a": [1, "two", 3], "zzz": null});
+    let enc = round_trip(&t, &doc);
+    assert_eq!(enc.fallbacks, vec!["/a/1".to_string()]);
+}
+
+#[test]
+fn numbers_are_lossless() {
+    let t = tok(json!({"type": "array", "items": {"type": "number"}}));
+    let doc: Value = serde_json::from_str("[0, -0, 1.0, 3.1, 1e300, 123456789012345678901234567890, 2.5e-8]").unwrap();
+    let enc = round_trip(&t, &doc);
+    let dec = t.decode(&enc.ids).unwrap();
+    // Number texts are kept as parsed (serde_json writes the exponent sign explicitly).
+    assert_eq!(dec.json, "[0,-0,1.0,3.1,1e+300,123456789012345678901234567890,2.5e-8]");
+}
+
+#[test]
+fn oneof_branches_are_exclusive() {
+    // Under oneOf, "a" and "${{ x }}" match two branches each (the last branch is any string),
+    // so they are invalid: they must fall back, and the matcher must never produce them.
+    let t = tok(json!({"oneOf": [
+        {"type": "string", "pattern": "^\\$\\{\\{.*\\}\\}$"},
+        {"type": "string", "enum": ["a", "b"]},
+        {"type": "string"},
+        {"type": "integer"}
+    ]}));
+    assert_eq!(round_trip(&t, &json!("c")).fallbacks, Vec::<String>::new());
+    assert_eq!(round_trip(&t, &json!(7)).fallbacks, Vec::<String>::new());
+    for s in ["a", "${{ x }}"] {
+        assert_eq!(round_trip(&t, &json!(s)).fallbacks, vec!["".to_string()], "{s}");
+    }
+    let n = t.vocab_size() as usize;
+    let mut allowed = vec![false; n];
+    let mut m = t.matcher();
+    m.fill_allowed(&mut allowed);
+    // Two branches remain: the string (minus the others) and the integer.
+    let sel: Vec<usize> = (0..n).filter(|&i| allowed[i]).collect();
+    assert_eq!(sel, vec![tct::base::SEL0 as usize, tct::base::SEL0 as usize + 1]);
+    let g = t.graph();
+    let tct::compile::ir::Node::Union(bs) = &g.nodes[g.root as usize] else { panic!("not a union") };
+    let k = bs.iter().position(|&b| matches!(g.nodes[b as usize], tct::compile::ir::Node::Str(_))).unwrap() as u32;
+    m.advance(tct::base::SEL0 + k).unwrap();
+    m.advance(b'a' as u32).unwrap();
+    m.fill_allowed(&mut allowed);
+    assert!(!allowed[tct::base::STR_END as usize], "\"a\" would match two oneOf branches");
+    assert!(allowed[b'a' as usize]);
+    m = t.matcher();
+    m.advance(tct::base::SEL0 + k).unwrap();
+    for c in "${{ x }}".bytes() {
+        m.advance(c as u32).unwrap();
+    }
+    m.fill_allowed(&mut allowed);
+    assert!(!allowed[tct::base::STR_END as usize]);
+}
+
+#[test]
+fn decode_is_total_on_garbage() {
+    let schema = common::read_json(&common::data_dir().join("schemas/github-workflow.json"));
+    let t = Tokenizer::from_schema(&schema, &[]).unwrap();
+    let n = t.vocab_size() + 10;
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    for len in 0..3000usize {
+        let ids: Vec<u32> = (0..len % 64)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % n as u64) as u32
+            })
+            .collect();
+        let _ = t.decode(&ids);
+    }
+}

@@ -13,6 +13,7 @@ fn every_corpus_document_round_trips_and_valid_ones_need_no_fallback() {
     let mut fallback_docs = 0;
     let mut valid_with_fallback = Vec::new();
     let mut base_tokens = 0usize;
+    let mut invalid_without_fallback = Vec::new();
     for (i, r) in records.iter().enumerate() {
         let doc = &r["json"];
         let enc = tok
@@ -25,6 +26,9 @@ fn every_corpus_document_round_trips_and_valid_ones_need_no_fallback() {
         let back: serde_json::Value = serde_json::from_str(&dec.json).unwrap();
         assert_eq!(&back, doc, "doc {i} does not round-trip");
         assert_eq!(dec.consumed, enc.ids.len());
+        if enc.fallbacks.is_empty() && r["schema_valid"] == serde_json::Value::Bool(false) {
+            invalid_without_fallback.push((i, r["schema_error"].to_string()));
+        }
         if !enc.fallbacks.is_empty() {
             fallback_docs += 1;
             if r["schema_valid"] == serde_json::Value::Bool(true) {

@@ -529,17 +529,20 @@ impl<'s> Normalizer<'s> {
             let mut branches = Vec::new();
             for i in 0..n {
                 let c = self.child(id, &["oneOf", &i.to_string()])?;
+                let raw = self.expand(c)?;
                 // Conjoin with what is known so far first: it keeps the subtraction small.
-                let b = self.expand(c)?;
-                branches.push((c, self.conjoin_sets(&acc, &b, c)?));
+                let known = self.conjoin_sets(&acc, &raw, c)?;
+                branches.push((c, raw, known));
             }
+            // (acc ∧ b_i) ∧ ¬b_j == (acc ∧ b_i) ∧ ¬(acc ∧ b_j): subtract the raw branch, whose
+            // shape is simpler (no inherited additionalProperties and the like).
             let mut exclusive = Vec::new();
             for i in 0..n {
-                let mut bi = branches[i].1.clone();
-                for (j, (cj, bj)) in branches.iter().enumerate() {
+                let mut bi = branches[i].2.clone();
+                for (j, (cj, raw_j, _)) in branches.iter().enumerate() {
                     if i != j && !bi.is_empty() {
-                        let bj = bj.clone();
-                        bi = self.subtract_all(bi, &bj, *cj)?;
+                        let raw_j = raw_j.clone();
+                        bi = self.subtract_all(bi, &raw_j, *cj)?;
                     }
                 }
                 exclusive.push(bi);

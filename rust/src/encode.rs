@@ -102,8 +102,8 @@ impl<'g, 'v> Encoder<'g, 'v> {
             Value::Number(n) => {
                 self.out.push(G_NUM);
                 let t = n.to_string();
-                if !number_grammar_ok(&t, false) && !generic_number_ok(&t) {
-                    if self.error.is_none() {
+                if !number_grammar_ok(&t, false) && !generic_number_ok(&t) && self.error.is_none() {
+                    {
                         self.error = Some(EncodeError::at(
                             self.pointer(),
                             format!("unsupported number {t}"),

@@ -101,3 +101,22 @@ impl std::error::Error for DecodeError {}
 pub fn escape_pointer_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
+
+/// Training failed: the schema (or the vocabulary configuration), or one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TctTrainError {
+    Schema(SchemaError),
+    /// Index of the document and why it could not be encoded.
+    Document(usize, EncodeError),
+}
+
+impl fmt::Display for TctTrainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TctTrainError::Schema(e) => e.fmt(f),
+            TctTrainError::Document(i, e) => write!(f, "document {i}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TctTrainError {}

@@ -13,7 +13,7 @@ pub mod vocab;
 mod python;
 
 pub use error::{DecodeError, EncodeError, SchemaError};
-pub use tokenizer::{Decoded, Encoding, Matcher, Tokenizer};
+pub use tokenizer::{Decoded, Encoding, Matcher, Tokenizer, TrainOptions};
 pub mod base;
 pub mod compile;
 pub mod encode;

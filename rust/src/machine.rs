@@ -319,6 +319,28 @@ pub(crate) fn header_feasible(g: &Graph, o: &ObjSpec, sel: &Bits, next: usize) -
     true
 }
 
+/// See [`Machine::string_top`].
+pub struct StringTop {
+    pub spec: Arc<StrSpec>,
+    pub st: StrState,
+    pub buf: Vec<u8>,
+    pub extra: Vec<String>,
+    pub context_end_ok: bool,
+    /// False when the next byte would start a new string (a value, key or item).
+    pub continuing: bool,
+    /// The object whose map this string is a key of.
+    pub key_node: Option<NodeId>,
+}
+
+impl StringTop {
+    /// The automaton state as a cache key (UTF-8 state, capped length, DFA states).
+    pub fn st_key(&self) -> Vec<u32> {
+        let mut k = vec![self.st.utf8 as u32, self.st.chars as u32];
+        k.extend_from_slice(&self.st.dfa);
+        k
+    }
+}
+
 /// The decoder / matcher state.
 #[derive(Clone)]
 pub struct Machine {
@@ -353,6 +375,87 @@ impl Machine {
 
     pub fn output(&self) -> &str {
         self.out.as_deref().unwrap_or("")
+    }
+
+    /// A copy with the value on top opened, when it is an array or an object that waits for its
+    /// first token (opening consumes no token, so the copy accepts exactly the same tokens).
+    pub fn opened(&self) -> Option<Machine> {
+        match self.stack.last()? {
+            Frame::Value(n) if matches!(self.node(*n), Node::Arr(_) | Node::Obj(_)) => {
+                let mut m = self.clone();
+                m.out = None;
+                let depth = m.stack.len();
+                m.open_top();
+                (m.stack.len() >= depth).then_some(m)
+            }
+            _ => None,
+        }
+    }
+
+    /// A copy holding only the top `k` frames. Stepping it is exact until it would pop its
+    /// last frame (`is_done`), where the full machine must be asked instead.
+    pub fn top_copy(&self, k: usize) -> Machine {
+        let n = self.stack.len();
+        Machine {
+            g: self.g.clone(),
+            mode: self.mode,
+            stack: self.stack[n.saturating_sub(k)..].to_vec(),
+            out: None,
+        }
+    }
+
+    /// A copy where a fresh item of the array on top has started (its comma written, the item
+    /// opened), when items need no marker: the tokens that can start an item, in their own
+    /// context. `None` when no item can start here.
+    pub fn with_new_item(&self) -> Option<Machine> {
+        let Frame::Arr { node, count, .. } = self.stack.last()? else {
+            return None;
+        };
+        let Node::Arr(a) = self.node(*node) else {
+            return None;
+        };
+        if a.marker || a.max_items.is_some_and(|mx| *count >= mx) {
+            return None;
+        }
+        let item = a.prefix.get(*count as usize).copied().or(a.items)?;
+        if !self.g.productive(item) {
+            return None;
+        }
+        let mut m = self.clone();
+        m.out = None;
+        if let Some(Frame::Arr { count, .. }) = m.stack.last_mut() {
+            *count += 1;
+        }
+        m.stack.push(Frame::Value(item));
+        m.settle();
+        Some(m.opened().unwrap_or(m))
+    }
+
+    /// What the top frame is waiting for (for profiling and error messages).
+    pub fn top_kind(&self) -> &'static str {
+        match self.stack.last() {
+            None => "done",
+            Some(Frame::Value(n)) => match self.node(*n) {
+                Node::Enum(_) => "value:enum",
+                Node::Bool => "value:bool",
+                Node::Union(_) => "value:union",
+                Node::Any => "value:any",
+                Node::Str(_) => "value:string",
+                Node::Num(_) => "value:number",
+                Node::Arr(_) => "value:array",
+                Node::Obj(_) => "value:object",
+                _ => "value",
+            },
+            Some(Frame::Generic) => "generic",
+            Some(Frame::Str { .. }) => "string",
+            Some(Frame::Num { .. }) => "number",
+            Some(Frame::Header { .. }) => "header",
+            Some(Frame::Props { .. }) => "props",
+            Some(Frame::Map { .. }) => "map",
+            Some(Frame::Arr { .. }) => "array",
+            Some(Frame::GArr { .. }) => "generic-array",
+            Some(Frame::GObj { .. }) => "generic-object",
+        }
     }
 
     pub fn depth(&self) -> usize {
@@ -995,6 +1098,120 @@ impl Machine {
         Ok(())
     }
 
+    /// When the next token continues (or starts) a string: its spec, state and bytes so far,
+    /// the strings it must not end as (used map keys, used items of a unique array), and
+    /// whether ending it is allowed by its context alone (a map key needs a productive entry).
+    pub fn string_top(&self) -> Option<StringTop> {
+        let (kind, st, buf, continuing) = match self.stack.last()? {
+            Frame::Str { kind, st, buf } => (kind.clone(), st.clone(), buf.clone(), true),
+            Frame::Value(n) => match self.node(*n) {
+                Node::Str(spec) => (StrKind::Value(*n), spec.start(), Vec::new(), false),
+                _ => return None,
+            },
+            // A byte here starts a new map key.
+            Frame::Map { node, count, .. } => {
+                let Node::Obj(o) = self.node(*node) else {
+                    return None;
+                };
+                let m = o.map.as_ref()?;
+                if o.max_props.is_some_and(|mx| *count >= mx) {
+                    return None;
+                }
+                (StrKind::Key(*node), m.key.start(), Vec::new(), false)
+            }
+            Frame::GObj { .. } => (
+                StrKind::GenericKey,
+                trivial_spec().start(),
+                Vec::new(),
+                false,
+            ),
+            // A byte here starts a new item, when items are strings without markers.
+            Frame::Arr { node, count, .. } => {
+                let Node::Arr(a) = self.node(*node) else {
+                    return None;
+                };
+                if a.marker || a.max_items.is_some_and(|mx| *count >= mx) {
+                    return None;
+                }
+                let item = a.prefix.get(*count as usize).copied().or(a.items)?;
+                match self.node(item) {
+                    Node::Str(spec) if self.g.productive(item) => {
+                        (StrKind::Value(item), spec.start(), Vec::new(), false)
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        let spec = self.spec_for(&kind);
+        let extra = match (&kind, continuing, self.stack.last()) {
+            // A fresh key or item: its exclusions come from the frame on top itself.
+            (StrKind::Key(_), false, Some(Frame::Map { used, .. })) => used.clone(),
+            (StrKind::Value(_), false, Some(Frame::Arr { node, used, .. })) => {
+                match self.node(*node) {
+                    Node::Arr(a) if a.unique => used
+                        .iter()
+                        .filter_map(|j| serde_json::from_str::<String>(j).ok())
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            }
+            _ => self.extra_excluded(&kind),
+        };
+        let context_end_ok = match &kind {
+            StrKind::Key(n) => match self.node(*n) {
+                Node::Obj(o) => o.map.as_ref().is_some_and(|m| {
+                    // Only meaningful for key specs without patterns (a single combination).
+                    m.key.combo_dfas.is_empty()
+                        && m.entry.first().is_some_and(|&e| self.g.productive(e))
+                }),
+                _ => false,
+            },
+            _ => true,
+        };
+        let key_node = match kind {
+            StrKind::Key(n) => Some(n),
+            _ => None,
+        };
+        Some(StringTop {
+            spec,
+            st,
+            buf,
+            extra,
+            context_end_ok,
+            continuing,
+            key_node,
+        })
+    }
+
+    /// Whether the string described by `top`, advanced to `st` with bytes `buf`, may end.
+    pub fn string_end_ok(&self, top: &StringTop, st: &StrState, buf: &[u8]) -> bool {
+        if !top.spec.accepts_end(st) {
+            return false;
+        }
+        let Ok(s) = std::str::from_utf8(buf) else {
+            return false;
+        };
+        if top
+            .spec
+            .excluded
+            .binary_search_by(|e| e.as_str().cmp(s))
+            .is_ok()
+            || top.extra.iter().any(|e| e == s)
+        {
+            return false;
+        }
+        match top.key_node.map(|n| self.node(n)) {
+            Some(Node::Obj(o)) => o
+                .map
+                .as_ref()
+                .and_then(|m| m.entry.get(top.spec.combo_bits(st)))
+                .is_some_and(|&e| self.g.productive(e)),
+            Some(_) => false,
+            None => true,
+        }
+    }
+
     /// Mark in `out` (indexed by base id) every base token that `step` would accept and after
     /// which the document can still be completed (strict mode).
     pub fn allowed(&self, out: &mut [bool]) {
@@ -1054,6 +1271,18 @@ impl Machine {
             Frame::Generic => (G_NULL..=G_OBJ).for_each(&mut set),
             Frame::Str { kind, st, buf } => {
                 let spec = self.spec_for(kind);
+                if spec.trivial && buf.len() < crate::MAX_STRING_BYTES {
+                    // Unconstrained: only UTF-8 matters (the common case, kept allocation-free).
+                    for b in 0..=255u8 {
+                        if utf8_step(st.utf8, b).is_some() {
+                            set(b as u32);
+                        }
+                    }
+                    if self.str_end_ok(kind, st, buf) {
+                        set(STR_END);
+                    }
+                    return;
+                }
                 let extra = self.extra_excluded(kind);
                 let ex: Vec<&str> = extra.iter().map(String::as_str).collect();
                 let mut pre = buf.clone();
@@ -1219,8 +1448,16 @@ impl Machine {
         let nb = crate::base::base_size(self.g.sel_count) as usize;
         let mut allowed = vec![false; nb];
         while !m.is_done() {
-            if toks.len() > 1_000_000 {
-                return Err("completion too long".into());
+            if toks.len() > 100_000 {
+                let tail: Vec<String> = toks[toks.len() - 20..]
+                    .iter()
+                    .map(|&t| crate::base::name(t))
+                    .collect();
+                return Err(format!(
+                    "completion too long; top frame {:?}; last tokens {}",
+                    m.stack.last(),
+                    tail.join(" ")
+                ));
             }
             let t = m.next_completion_token(&mut allowed)?;
             m.step(t)?;
@@ -1234,11 +1471,15 @@ impl Machine {
         self.allowed(allowed);
         let ok = |t: u32| allowed.get(t as usize).copied().unwrap_or(false);
         let top = self.stack.last().ok_or("complete")?;
-        // Prefer closing, then the cheapest choice.
-        for t in [STR_END, ARR_END, END, G_NULL] {
-            if ok(t) {
-                return Ok(t);
-            }
+        // Prefer closing what is open, then the cheapest choice.
+        let close = match top {
+            Frame::Str { .. } | Frame::Num { .. } => STR_END,
+            Frame::Arr { .. } | Frame::GArr { .. } => ARR_END,
+            Frame::Header { .. } | Frame::Map { .. } | Frame::GObj { .. } => END,
+            _ => G_NULL,
+        };
+        if ok(close) {
+            return Ok(close);
         }
         match top {
             Frame::Str { kind, st, buf } => {

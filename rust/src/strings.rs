@@ -392,7 +392,7 @@ impl StrSpec {
         combo: Option<(Vec<String>, Vec<bool>)>,
     ) -> Result<StrSpec, String> {
         let mut dfas: Vec<Arc<Pattern>> = Vec::new();
-        let mut idx = |src: &str, dfas: &mut Vec<Arc<Pattern>>| -> Result<usize, String> {
+        let idx = |src: &str, dfas: &mut Vec<Arc<Pattern>>| -> Result<usize, String> {
             if let Some(i) = dfas.iter().position(|d| d.source == src) {
                 return Ok(i);
             }
@@ -433,7 +433,7 @@ impl StrSpec {
             && dfas.is_empty()
             && negs.is_empty()
             && excluded.is_empty()
-            && combo_ok.is_empty();
+            && (combo_ok.is_empty() || (combo_dfas.is_empty() && combo_ok == [true]));
         Ok(StrSpec {
             min_len,
             max_len,
@@ -588,6 +588,29 @@ impl StrSpec {
         }
     }
 
+    /// `live` without excluded values (they only remove finitely many strings).
+    pub fn live_ignoring_exclusions(&self, st: &StrState) -> bool {
+        if self.trivial {
+            return true;
+        }
+        if self.max_len.is_some_and(|m| st.chars > m) {
+            return false;
+        }
+        let key = self.memo_key(st);
+        if let Ok(m) = self.live_memo.lock() {
+            if let Some(&r) = m.get(&key) {
+                return r;
+            }
+        }
+        let r = self.search(st, &[]).is_some();
+        if let Ok(mut m) = self.live_memo.lock() {
+            if m.len() < 1 << 20 {
+                m.insert(key, r);
+            }
+        }
+        r
+    }
+
     fn memo_key(&self, st: &StrState) -> Vec<u32> {
         let mut k = Vec::with_capacity(st.dfa.len() + 2);
         k.push(st.utf8 as u32);
@@ -610,14 +633,14 @@ impl StrSpec {
         };
         let start_pend: Vec<u32> = vec![0; pending.len()];
         let mut seen: HashSet<(Vec<u32>, Vec<u32>)> = HashSet::new();
-        let mut queue: VecDeque<(Node, usize)> = VecDeque::new();
+        let mut queue: VecDeque<(Node, usize, u8)> = VecDeque::new();
         let mut parents: Vec<(usize, u8)> = Vec::new();
         seen.insert((self.memo_key(st), start_pend.clone()));
-        queue.push_back(((st.clone(), start_pend), usize::MAX));
+        queue.push_back(((st.clone(), start_pend), usize::MAX, 0));
         let mut visited = 0usize;
-        while let Some(((s, pend), parent)) = queue.pop_front() {
+        while let Some(((s, pend), parent, via)) = queue.pop_front() {
             let me = parents.len();
-            parents.push((parent, 0));
+            parents.push((parent, via));
             if done(&s, &pend) {
                 // Rebuild the path.
                 let mut bytes = Vec::new();
@@ -665,7 +688,7 @@ impl StrSpec {
                     })
                     .collect();
                 if seen.insert((self.memo_key(&n), np.clone())) {
-                    queue.push_back(((n, np), me));
+                    queue.push_back(((n, np), me, b));
                 }
             }
         }

@@ -36,6 +36,81 @@ struct Inner {
     graph: Arc<Graph>,
     file: TokenizerFile,
     hash: String,
+    tables: VocabTables,
+}
+
+/// (string spec address, automaton state) -> mask over trained ids.
+type PatternCache = std::collections::HashMap<(usize, Vec<u32>), Arc<Vec<bool>>>;
+
+/// Per-vocabulary tables that make the matcher's mask over trained ids fast (see
+/// `Matcher::fill_allowed`).
+struct VocabTables {
+    /// First id that is neither base nor... (= base_size) and the end of trained ids (= pad).
+    first: u32,
+    end: u32,
+    /// `bytes_only[u][i]`: id `first + i` expands to bytes only, valid UTF-8 when continuing a
+    /// string whose UTF-8 decoder is in state `u`.
+    bytes_only: Vec<Vec<bool>>,
+    /// `bytes_end[u][i]`: id `first + i` expands to bytes then `STR_END`, valid from state `u`
+    /// and ending on a character boundary.
+    bytes_end: Vec<Vec<bool>>,
+    /// The content of each `bytes... STR_END` id, to forbid exact values (used keys).
+    by_content: std::collections::HashMap<Vec<u8>, Vec<u32>>,
+    /// Masks over trained ids for constrained strings, by (spec, state): strings with patterns
+    /// recur in few states, so each state is simulated once per tokenizer.
+    pattern_cache: std::sync::Mutex<PatternCache>,
+    /// Ids the string tables cannot decide: expansions that start with a structural id, plus
+    /// (outside string contexts) those starting with a byte.
+    simulate_ids: Vec<u32>,
+}
+
+impl VocabTables {
+    fn new(v: &Vocab) -> VocabTables {
+        let first = v.base_size();
+        let end = v.pad_id();
+        let n = (end - first) as usize;
+        let mut bytes_only = vec![vec![false; n]; 8];
+        let mut bytes_end = vec![vec![false; n]; 8];
+        let mut by_content: std::collections::HashMap<Vec<u8>, Vec<u32>> = Default::default();
+        for id in first..end {
+            let Some(e) = v.expansion(id) else { continue };
+            let (body, ends) = match e.split_last() {
+                Some((&last, body)) if last == crate::base::STR_END => (body, true),
+                _ => (e, false),
+            };
+            if !body.iter().all(|&b| b < 256) {
+                continue;
+            }
+            let bytes: Vec<u8> = body.iter().map(|&b| b as u8).collect();
+            if ends {
+                by_content.entry(bytes.clone()).or_default().push(id);
+            }
+            for u in 0..8u8 {
+                let mut st = Some(u);
+                for &b in &bytes {
+                    st = st.and_then(|s| crate::strings::utf8_step(s, b));
+                }
+                let i = (id - first) as usize;
+                match st {
+                    Some(s) if ends => bytes_end[u as usize][i] = s == 0,
+                    Some(_) => bytes_only[u as usize][i] = true,
+                    None => {}
+                }
+            }
+        }
+        let simulate_ids = (first..end)
+            .filter(|&id| v.expansion(id).is_some_and(|e| !e.is_empty()))
+            .collect();
+        VocabTables {
+            first,
+            end,
+            bytes_only,
+            bytes_end,
+            by_content,
+            pattern_cache: Default::default(),
+            simulate_ids,
+        }
+    }
 }
 
 /// A compiled schema plus its vocabulary. Cheap to clone, `Send + Sync`.
@@ -94,11 +169,13 @@ impl Tokenizer {
 
     fn assemble(graph: Graph, file: TokenizerFile) -> Self {
         let hash = file.content_hash();
+        let tables = VocabTables::new(&file.vocab);
         Tokenizer {
             inner: Arc::new(Inner {
                 graph: Arc::new(graph),
                 file,
                 hash,
+                tables,
             }),
         }
     }
@@ -326,9 +403,18 @@ impl Matcher {
     }
 
     /// Write the allowed-next-id mask into `out` (length `vocab_size`).
+    ///
+    /// Base ids come from the machine. A trained id is allowed when its whole expansion is;
+    /// testing that by simulation for ~8k ids at every step would be far too slow, so:
+    /// - inside (or at the start of) an unconstrained string, which is most steps, the answer
+    ///   depends only on the UTF-8 decoder state: precomputed tables;
+    /// - inside a constrained string (patterns, lengths), the answer depends on the string's
+    ///   automaton state: simulated once per state and cached in the tokenizer;
+    /// - elsewhere (object headers, unions, arrays, numbers), only ids whose first base id is
+    ///   allowed are simulated on a copy of the machine.
     pub fn fill_allowed(&mut self, out: &mut [bool]) {
         out.fill(false);
-        let v = self.tok.vocab().clone();
+        let v = self.tok.vocab();
         if self.ended {
             return;
         }
@@ -338,41 +424,203 @@ impl Matcher {
             }
             return;
         }
+        // An array or object waiting for its first token is opened on a copy first, so that its
+        // first token is seen in its own context (often the start of a string).
+        let opened = self.machine.opened();
+        let m = opened.as_ref().unwrap_or(&self.machine);
         self.allowed_base.fill(false);
-        self.machine.allowed(&mut self.allowed_base);
-        let nb = self.allowed_base.len();
-        let n = nb.min(out.len());
-        out[..n].copy_from_slice(&self.allowed_base[..n]);
-        // Vocabulary ids: allowed when their whole expansion is.
-        let mut exp = Vec::new();
-        for id in nb as u32..v.pad_id() {
-            let Some(e) = v.expansion(id) else { continue };
-            if !self.allowed_base[e[0] as usize] {
+        m.allowed(&mut self.allowed_base);
+        let nb = self.allowed_base.len().min(out.len());
+        out[..nb].copy_from_slice(&self.allowed_base[..nb]);
+        match m.with_new_item() {
+            // In an array, the ids that start a new item are decided in the item's context;
+            // the array itself contributes only what starts with ARR_END.
+            Some(item) => {
+                let mut item_base = vec![false; self.allowed_base.len()];
+                item.allowed(&mut item_base);
+                Self::fill_trained(&self.tok, &item, &item_base, out, false);
+                Self::fill_trained(&self.tok, m, &self.allowed_base, out, true);
+            }
+            None => Self::fill_trained(&self.tok, m, &self.allowed_base, out, false),
+        }
+    }
+
+    /// OR into `out` the trained ids that machine `m` (whose allowed base ids are `base`)
+    /// accepts. With `closing_only`, only ids that start with `ARR_END` are considered.
+    fn fill_trained(
+        tok: &Tokenizer,
+        m: &Machine,
+        base: &[bool],
+        out: &mut [bool],
+        closing_only: bool,
+    ) {
+        let v = tok.vocab();
+        let t = &tok.inner.tables;
+        let (first, end) = (t.first as usize, (t.end as usize).min(out.len()));
+        if first >= end {
+            return;
+        }
+        let top = if closing_only { None } else { m.string_top() };
+        match &top {
+            Some(top) if top.spec.trivial => {
+                let u = top.st.utf8 as usize;
+                let (only, ends) = (&t.bytes_only[u], &t.bytes_end[u]);
+                let end_ok = top.context_end_ok;
+                for (i, o) in out[first..end].iter_mut().enumerate() {
+                    *o |= only[i] || (end_ok && ends[i]);
+                }
+                // Exact values that may not be produced (used keys, unique items).
+                for e in &top.extra {
+                    if let Some(rest) = e.as_bytes().strip_prefix(top.buf.as_slice()) {
+                        for &id in t.by_content.get(rest).into_iter().flatten() {
+                            out[id as usize] = false;
+                        }
+                    }
+                }
+            }
+            Some(top) => {
+                // Exclusions (used keys, named keys, unique items) are finite sets: they are left
+                // out of the cached mask and applied to the values they forbid exactly, below.
+                let key = (Arc::as_ptr(&top.spec) as usize, top.st_key());
+                let cached = t
+                    .pattern_cache
+                    .lock()
+                    .ok()
+                    .and_then(|c| c.get(&key).cloned());
+                let mask = match cached {
+                    Some(mk) => mk,
+                    None => {
+                        let mask = Arc::new(Self::simulate_string(tok, m, top, first, end));
+                        if let Ok(mut c) = t.pattern_cache.lock() {
+                            if c.len() < 100_000 {
+                                c.insert(key, mask.clone());
+                            }
+                        }
+                        mask
+                    }
+                };
+                for (o, &x) in out[first..end].iter_mut().zip(mask.iter()) {
+                    *o |= x;
+                }
+                for e in top.spec.excluded.iter().chain(top.extra.iter()) {
+                    if let Some(rest) = e.as_bytes().strip_prefix(top.buf.as_slice()) {
+                        for &id in t.by_content.get(rest).into_iter().flatten() {
+                            out[id as usize] = false;
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
+        if top.as_ref().is_some_and(|t| t.continuing) {
+            // Inside a string only bytes and STR_END can follow: done.
+            return;
+        }
+        // Ids whose expansion starts with a structural id (or with a byte outside a string
+        // context, e.g. a number digit): simulate those whose first base id is allowed.
+        for &id in &t.simulate_ids {
+            if id as usize >= end {
                 continue;
             }
-            exp.clear();
-            exp.extend_from_slice(e);
-            if self.accepts_base_seq(&exp) {
+            let Some(e) = v.expansion(id) else { continue };
+            let first_base = e[0];
+            if (first_base < 256 && top.is_some())
+                || (closing_only && first_base != crate::base::ARR_END)
+            {
+                continue;
+            }
+            if !base[first_base as usize] {
+                continue;
+            }
+            if Self::accepts_base_seq(m, e) {
                 out[id as usize] = true;
             }
         }
     }
 
-    fn accepts_base_seq(&self, seq: &[u32]) -> bool {
-        let mut m = self.machine.clone();
-        let mut buf = vec![false; self.allowed_base.len()];
-        for (k, &b) in seq.iter().enumerate() {
-            if m.is_done() {
-                return false;
+    /// Mask over trained ids `[first, end)` for a constrained string on top: an id is allowed
+    /// when its bytes keep the string completable and, if it ends the string, the string may end.
+    /// Exclusions are ignored here (the caller applies them to exact values).
+    fn simulate_string(
+        tok: &Tokenizer,
+        m: &Machine,
+        top: &crate::machine::StringTop,
+        first: usize,
+        end: usize,
+    ) -> Vec<bool> {
+        let v = tok.vocab();
+        let spec = &top.spec;
+        let no_excl = crate::machine::StringTop {
+            spec: top.spec.clone(),
+            st: top.st.clone(),
+            buf: top.buf.clone(),
+            extra: Vec::new(),
+            context_end_ok: top.context_end_ok,
+            continuing: top.continuing,
+            key_node: top.key_node,
+        };
+        let mut mask = vec![false; end - first];
+        let mut buf = top.buf.clone();
+        for id in first as u32..end as u32 {
+            let Some(e) = v.expansion(id) else { continue };
+            let (body, ends) = match e.split_last() {
+                Some((&last, body)) if last == crate::base::STR_END => (body, true),
+                _ => (e, false),
+            };
+            if body.is_empty() || !body.iter().all(|&b| b < 256) {
+                continue;
             }
-            if k > 0 {
-                buf.fill(false);
-                m.allowed(&mut buf);
-                if !buf[b as usize] {
-                    return false;
+            let mut st = top.st.clone();
+            buf.truncate(top.buf.len());
+            let mut ok = true;
+            for &b in body {
+                if !spec.step(&mut st, b as u8) {
+                    ok = false;
+                    break;
                 }
+                buf.push(b as u8);
             }
-            if m.step(b).is_err() {
+            if !ok {
+                continue;
+            }
+            let allowed = if ends {
+                m.string_end_ok(&no_excl, &st, &buf)
+            } else {
+                spec.live_ignoring_exclusions(&st)
+            };
+            mask[id as usize - first] = allowed;
+        }
+        mask
+    }
+
+    /// Whether `m` accepts `seq`. Tried first on a copy of the top two frames (cheap); only
+    /// a sequence that runs past them is replayed on a full copy.
+    fn accepts_base_seq(m: &Machine, seq: &[u32]) -> bool {
+        let mut small = m.top_copy(2);
+        let mut ok = true;
+        for (i, &b) in seq.iter().enumerate() {
+            if small.is_done() {
+                if i == 0 {
+                    break;
+                }
+                return Self::accepts_base_seq_full(m, seq);
+            }
+            if small.step(b).is_err() {
+                ok = false;
+                break;
+            }
+        }
+        if ok || small.depth() >= 2 {
+            return ok;
+        }
+        // A failure after popping out of the copied frames may depend on the frames below.
+        Self::accepts_base_seq_full(m, seq)
+    }
+
+    fn accepts_base_seq_full(m: &Machine, seq: &[u32]) -> bool {
+        let mut m = m.clone();
+        for &b in seq {
+            if m.is_done() || m.step(b).is_err() {
                 return false;
             }
         }
@@ -381,6 +629,11 @@ impl Matcher {
 
     pub fn is_complete(&self) -> bool {
         self.machine.is_done()
+    }
+
+    /// What the matcher waits for next (for profiling).
+    pub fn top_kind(&self) -> &'static str {
+        self.machine.top_kind()
     }
 
     /// The document so far. With `complete`, open values are closed with the smallest valid
@@ -401,5 +654,166 @@ impl Matcher {
             }
         }
         Ok(m.output().to_string())
+    }
+}
+
+/// A small, seedable generator (SplitMix64) for random walks: no dependency, same stream on
+/// every platform.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+impl Tokenizer {
+    /// A random document drawn under the matcher's mask: at each step a uniformly random
+    /// allowed id (a closing id with probability 1/4 when one is allowed, so documents stay
+    /// small); after `max_tokens` ids the smallest valid completion closes it. Used to fuzz the
+    /// matcher: every result must validate against the schema. An empty mask before the
+    /// document is complete is reported as an error (it would be a matcher bug).
+    pub fn random_document(
+        &self,
+        seed: u64,
+        max_tokens: usize,
+    ) -> Result<(Vec<u32>, String), DecodeError> {
+        let mut rng = SplitMix64(seed);
+        let mut m = self.matcher();
+        let mut allowed = vec![false; self.vocab_size() as usize];
+        let mut ids = Vec::new();
+        let closing = [crate::base::STR_END, crate::base::ARR_END, crate::base::END];
+        while !m.is_complete() && ids.len() < max_tokens {
+            m.fill_allowed(&mut allowed);
+            let choices: Vec<u32> = (0..allowed.len() as u32)
+                .filter(|&i| allowed[i as usize])
+                .collect();
+            if choices.is_empty() {
+                return Err(DecodeError::new(
+                    ids.len(),
+                    "the mask is empty before the document is complete",
+                ));
+            }
+            let closers: Vec<u32> = closing
+                .iter()
+                .copied()
+                .filter(|&c| allowed[c as usize])
+                .collect();
+            let t = if !closers.is_empty() && rng.below(4) == 0 {
+                closers[rng.below(closers.len())]
+            } else {
+                choices[rng.below(choices.len())]
+            };
+            m.advance(t)?;
+            ids.push(t);
+        }
+        let doc = m.document(true)?;
+        Ok((ids, doc))
+    }
+
+    /// Check that the matcher accepts `ids` id by id and ends complete; every `check_every`
+    /// steps it also checks that the id was in the allowed mask (0: never).
+    pub fn matcher_accepts(&self, ids: &[u32], check_every: usize) -> Result<(), DecodeError> {
+        let mut m = self.matcher();
+        let mut allowed = vec![false; self.vocab_size() as usize];
+        for (i, &id) in ids.iter().enumerate() {
+            if check_every > 0 && i % check_every == 0 {
+                m.fill_allowed(&mut allowed);
+                if !allowed.get(id as usize).copied().unwrap_or(false) {
+                    return Err(DecodeError::new(
+                        i,
+                        format!("id {id} is not in the allowed mask"),
+                    ));
+                }
+            }
+            m.advance(id)?;
+        }
+        if !m.is_complete() {
+            return Err(DecodeError::new(
+                ids.len(),
+                "the matcher is not complete at the end",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Options of [`Tokenizer::train`] beyond the vocabulary size (defaults: see `vocab::decisions`).
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub vocab_size: u32,
+    pub dictionary_size: Option<u32>,
+    pub scope: Option<crate::vocab::MergeScope>,
+    pub name: String,
+    pub progress: bool,
+    pub num_threads: Option<usize>,
+}
+
+impl Tokenizer {
+    /// Train a vocabulary (dictionary + merges) for `schema` on documents given as JSON texts.
+    /// Documents are encoded to base ids in parallel; a document that is not JSON is an error
+    /// naming its index. Deterministic: the same inputs give the same tokenizer file.
+    pub fn train(
+        schema: &Value,
+        registry: &[(String, Value)],
+        docs: &[&[u8]],
+        opts: &TrainOptions,
+    ) -> Result<Tokenizer, crate::error::TctTrainError> {
+        use crate::error::TctTrainError;
+        use rayon::prelude::*;
+        let base = Tokenizer::from_schema(schema, registry).map_err(TctTrainError::Schema)?;
+        let encode_all = || {
+            docs.par_iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let v = parse_json(d).map_err(|e| (i, e))?;
+                    base.encode_base(&v).map(|e| e.ids).map_err(|e| (i, e))
+                })
+                .collect::<Result<Vec<Vec<u32>>, (usize, EncodeError)>>()
+        };
+        let streams = match opts.num_threads {
+            Some(n) if n > 0 => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
+                Ok(pool) => pool.install(encode_all),
+                Err(_) => encode_all(),
+            },
+            _ => encode_all(),
+        }
+        .map_err(|(i, e)| TctTrainError::Document(i, e))?;
+        let n_sel = base.vocab().n_sel();
+        let mut cfg = crate::vocab::TrainConfig::new(n_sel, opts.vocab_size);
+        if let Some(d) = opts.dictionary_size {
+            cfg.dictionary_size = d;
+        }
+        if let Some(s) = opts.scope {
+            cfg.scope = s;
+        }
+        cfg.progress = opts.progress;
+        let (vocab, report) = crate::vocab::bpe_train::train_with_report(&streams, &cfg)
+            .map_err(|e| TctTrainError::Schema(e.into()))?;
+        let file = TokenizerFile {
+            name: opts.name.clone(),
+            schema: schema.clone(),
+            registry: registry.to_vec(),
+            vocab,
+            training: serde_json::to_value(&report).unwrap_or(Value::Null),
+        };
+        Tokenizer::from_file(file).map_err(TctTrainError::Schema)
+    }
+
+    /// `[position_id(start)] + ids[start:end]` (the seed's window format).
+    pub fn extract_window(&self, ids: &[u32], start: usize, end: usize) -> Vec<u32> {
+        self.vocab().extract_window(ids, start, end)
+    }
+
+    /// `(first, end)` of the position-id range, above the content vocabulary.
+    pub fn position_range(&self) -> (u32, u32) {
+        self.vocab().position_range()
     }
 }

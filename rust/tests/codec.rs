@@ -32,8 +32,13 @@ fn every_schema_compiles_and_its_positive_tests_round_trip() {
             eprintln!("   warning: {w}");
         }
         for kind in ["positive", "negative"] {
-            let dir = common::data_dir().join("schema-tests").join(&stem).join(kind);
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let dir = common::data_dir()
+                .join("schema-tests")
+                .join(&stem)
+                .join(kind);
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             let mut files: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
             files.sort();
             for doc_path in files {
@@ -45,12 +50,20 @@ fn every_schema_compiles_and_its_positive_tests_round_trip() {
                     },
                     _ => continue, // YAML/TOML documents are covered by the Python tests.
                 };
-                let enc = tok.encode_value(&doc).unwrap_or_else(|e| panic!("{}: {e}", doc_path.display()));
-                let dec = tok.decode(&enc.ids).unwrap_or_else(|e| panic!("{}: {e}", doc_path.display()));
+                let enc = tok
+                    .encode_value(&doc)
+                    .unwrap_or_else(|e| panic!("{}: {e}", doc_path.display()));
+                let dec = tok
+                    .decode(&enc.ids)
+                    .unwrap_or_else(|e| panic!("{}: {e}", doc_path.display()));
                 let back: Value = serde_json::from_str(&dec.json).unwrap();
                 assert_eq!(back, doc, "{} does not round-trip", doc_path.display());
                 if kind == "positive" && !enc.fallbacks.is_empty() {
-                    eprintln!("   positive test with fallback: {} {:?}", doc_path.display(), enc.fallbacks);
+                    eprintln!(
+                        "   positive test with fallback: {} {:?}",
+                        doc_path.display(),
+                        enc.fallbacks
+                    );
                 }
             }
         }
@@ -79,7 +92,10 @@ fn required_and_const_properties_cost_nothing() {
     }));
     let enc = round_trip(&t, &json!({"kind": "job", "name": "ab"}));
     // header: END (no optional key present); then "ab" STR_END.
-    assert_eq!(enc.ids, vec![tct::base::END, b'a' as u32, b'b' as u32, tct::base::STR_END]);
+    assert_eq!(
+        enc.ids,
+        vec![tct::base::END, b'a' as u32, b'b' as u32, tct::base::STR_END]
+    );
     assert!(enc.fallbacks.is_empty());
 }
 
@@ -97,11 +113,16 @@ fn nonconforming_subtrees_fall_back_with_their_pointer() {
 #[test]
 fn numbers_are_lossless() {
     let t = tok(json!({"type": "array", "items": {"type": "number"}}));
-    let doc: Value = serde_json::from_str("[0, -0, 1.0, 3.1, 1e300, 123456789012345678901234567890, 2.5e-8]").unwrap();
+    let doc: Value =
+        serde_json::from_str("[0, -0, 1.0, 3.1, 1e300, 123456789012345678901234567890, 2.5e-8]")
+            .unwrap();
     let enc = round_trip(&t, &doc);
     let dec = t.decode(&enc.ids).unwrap();
     // Number texts are kept as parsed (serde_json writes the exponent sign explicitly).
-    assert_eq!(dec.json, "[0,-0,1.0,3.1,1e+300,123456789012345678901234567890,2.5e-8]");
+    assert_eq!(
+        dec.json,
+        "[0,-0,1.0,3.1,1e+300,123456789012345678901234567890,2.5e-8]"
+    );
 }
 
 #[test]
@@ -117,7 +138,11 @@ fn oneof_branches_are_exclusive() {
     assert_eq!(round_trip(&t, &json!("c")).fallbacks, Vec::<String>::new());
     assert_eq!(round_trip(&t, &json!(7)).fallbacks, Vec::<String>::new());
     for s in ["a", "${{ x }}"] {
-        assert_eq!(round_trip(&t, &json!(s)).fallbacks, vec!["".to_string()], "{s}");
+        assert_eq!(
+            round_trip(&t, &json!(s)).fallbacks,
+            vec!["".to_string()],
+            "{s}"
+        );
     }
     let n = t.vocab_size() as usize;
     let mut allowed = vec![false; n];
@@ -125,14 +150,25 @@ fn oneof_branches_are_exclusive() {
     m.fill_allowed(&mut allowed);
     // Two branches remain: the string (minus the others) and the integer.
     let sel: Vec<usize> = (0..n).filter(|&i| allowed[i]).collect();
-    assert_eq!(sel, vec![tct::base::SEL0 as usize, tct::base::SEL0 as usize + 1]);
+    assert_eq!(
+        sel,
+        vec![tct::base::SEL0 as usize, tct::base::SEL0 as usize + 1]
+    );
     let g = t.graph();
-    let tct::compile::ir::Node::Union(bs) = &g.nodes[g.root as usize] else { panic!("not a union") };
-    let k = bs.iter().position(|&b| matches!(g.nodes[b as usize], tct::compile::ir::Node::Str(_))).unwrap() as u32;
+    let tct::compile::ir::Node::Union(bs) = &g.nodes[g.root as usize] else {
+        panic!("not a union")
+    };
+    let k = bs
+        .iter()
+        .position(|&b| matches!(g.nodes[b as usize], tct::compile::ir::Node::Str(_)))
+        .unwrap() as u32;
     m.advance(tct::base::SEL0 + k).unwrap();
     m.advance(b'a' as u32).unwrap();
     m.fill_allowed(&mut allowed);
-    assert!(!allowed[tct::base::STR_END as usize], "\"a\" would match two oneOf branches");
+    assert!(
+        !allowed[tct::base::STR_END as usize],
+        "\"a\" would match two oneOf branches"
+    );
     assert!(allowed[b'a' as usize]);
     m = t.matcher();
     m.advance(tct::base::SEL0 + k).unwrap();
@@ -159,5 +195,98 @@ fn decode_is_total_on_garbage() {
             })
             .collect();
         let _ = t.decode(&ids);
+    }
+}
+
+#[test]
+fn masked_random_walks_reencode_without_fallback() {
+    let schema = common::read_json(&common::data_dir().join("schemas/github-workflow.json"));
+    let t = Tokenizer::from_schema(&schema, &[]).unwrap();
+    for seed in 0..300 {
+        let (ids, doc) = t
+            .random_document(seed, 400)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let v: Value =
+            serde_json::from_str(&doc).unwrap_or_else(|e| panic!("seed {seed}: {e}: {doc}"));
+        let enc = t.encode_value(&v).unwrap();
+        assert!(
+            enc.fallbacks.is_empty(),
+            "seed {seed}: generated document does not conform: {:?}\n{doc}",
+            enc.fallbacks
+        );
+        if ids.len() < 400 {
+            // Walks that completed on their own are canonical or equivalent encodings.
+            t.matcher_accepts(&enc.ids, 7)
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn corpus_encodings_are_accepted_by_the_matcher_sample() {
+    let schema = common::read_json(&common::data_dir().join("schemas/github-workflow.json"));
+    let t = Tokenizer::from_schema(&schema, &[]).unwrap();
+    for (i, r) in common::corpus().iter().enumerate().step_by(97) {
+        let enc = t.encode_value(&r["json"]).unwrap();
+        if enc.fallbacks.is_empty() {
+            t.matcher_accepts(&enc.ids, 13)
+                .unwrap_or_else(|e| panic!("doc {i}: {e}"));
+        }
+    }
+}
+
+#[test]
+#[ignore]
+fn debug_walk() {
+    let schema = common::read_json(&common::data_dir().join("schemas/github-workflow.json"));
+    let t = Tokenizer::from_schema(&schema, &[]).unwrap();
+    let seed: u64 = std::env::var("SEED").unwrap_or("0".into()).parse().unwrap();
+    let r = t.random_document(seed, 400);
+    eprintln!(
+        "{:?}",
+        r.map(|x| x.1)
+            .map_err(|e| e.message.chars().take(3000).collect::<String>())
+    );
+}
+
+#[test]
+#[ignore]
+fn profile_matcher_by_frame_kind() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/python/tct/data/github-workflow.tct.json"
+    ))
+    .unwrap();
+    let t = Tokenizer::from_bytes(&bytes).unwrap();
+    let mut by: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut allowed = vec![false; t.vocab_size() as usize];
+    for r in common::corpus().iter().step_by(1500) {
+        let enc = t.encode_value(&r["json"]).unwrap();
+        if !enc.fallbacks.is_empty() {
+            continue;
+        }
+        let mut m = t.matcher();
+        for &id in &enc.ids {
+            let k = m.top_kind();
+            let t0 = std::time::Instant::now();
+            m.fill_allowed(&mut allowed);
+            by.entry(k)
+                .or_default()
+                .push(t0.elapsed().as_secs_f64() * 1e6);
+            assert!(allowed[id as usize]);
+            m.advance(id).unwrap();
+        }
+    }
+    for (k, mut v) in by {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let p = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+        eprintln!(
+            "{k:16} n={:6} p50={:8.1} p90={:8.1} p99={:8.1} max={:8.1}",
+            v.len(),
+            p(0.5),
+            p(0.9),
+            p(0.99),
+            v[v.len() - 1]
+        );
     }
 }

@@ -1,4 +1,6 @@
 //! Shared helpers for the integration tests: the data directory beside the repository.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

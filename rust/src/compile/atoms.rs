@@ -394,12 +394,12 @@ impl<'s> Normalizer<'s> {
                 }
             }
             Atom::Str(s) => {
-                let len_ok = s.core.max_len.map_or(true, |m| m >= s.core.min_len);
-                len_ok && s.enum_vals.as_ref().map_or(true, |e| !e.is_empty())
+                let len_ok = s.core.max_len.is_none_or(|m| m >= s.core.min_len);
+                len_ok && s.enum_vals.as_ref().is_none_or(|e| !e.is_empty())
             }
             Atom::Arr(x) => {
-                x.max_items.map_or(true, |m| m >= x.min_items)
-                    && x.enum_vals.as_ref().map_or(true, |e| !e.is_empty())
+                x.max_items.is_none_or(|m| m >= x.min_items)
+                    && x.enum_vals.as_ref().is_none_or(|e| !e.is_empty())
             }
             Atom::Obj(o) => {
                 if o.required.iter().any(|r| o.absent.contains(r))
@@ -707,11 +707,10 @@ impl<'s> Normalizer<'s> {
         let mut out = Vec::new();
         for t in types {
             match t {
-                "null" => {
-                    if vals_of(&Value::is_null).is_none_or(|e| !e.is_empty()) {
-                        out.push(Atom::Null);
-                    }
+                "null" if vals_of(&Value::is_null).is_none_or(|e| !e.is_empty()) => {
+                    out.push(Atom::Null)
                 }
+                "null" => {}
                 "boolean" => {
                     let mut b = 3u8;
                     if let Some(e) = vals_of(&Value::is_boolean) {
@@ -767,12 +766,14 @@ impl<'s> Normalizer<'s> {
                     out.push(Atom::Num(n));
                 }
                 "string" => {
-                    let mut s = StrA::default();
-                    s.enum_vals = vals_of(&Value::is_string).map(|e| {
-                        e.iter()
-                            .filter_map(|c| serde_json::from_str::<String>(c).ok())
-                            .collect()
-                    });
+                    let mut s = StrA {
+                        enum_vals: vals_of(&Value::is_string).map(|e| {
+                            e.iter()
+                                .filter_map(|c| serde_json::from_str::<String>(c).ok())
+                                .collect()
+                        }),
+                        ..Default::default()
+                    };
                     s.core.min_len = num("minLength")?.unwrap_or(0);
                     s.core.max_len = num("maxLength")?;
                     if let Some(p) = v.get("pattern") {
@@ -949,7 +950,7 @@ impl<'s> Normalizer<'s> {
                     vec![Atom::Str(r)]
                 }
             }
-            (Atom::Arr(x), Atom::Arr(y)) => {
+            (Atom::Arr(_), Atom::Arr(y)) => {
                 if y.parts.is_empty()
                     && y.min_items == 0
                     && y.max_items.is_none()

@@ -1,0 +1,558 @@
+"""TCT: type-constrained tokenization of JSON documents against their JSON Schema.
+
+    >>> import tct
+    >>> tok = tct.Tokenizer.from_schema("schemas/github-workflow.json")
+    >>> ids = tok.encode({"on": "push", "jobs": {"build": {"runs-on": "ubuntu-latest", "steps": []}}})
+    >>> json_text, consumed, total = tok.decode(ids)
+    >>> ids, offsets = tok.encode_batch(list_of_docs)      # numpy uint16 / int64, in parallel
+    >>> m = tok.matcher(); m.advance(ids[0]); m.allowed()  # bool mask of length tok.vocab_size
+
+This module is a thin layer over the Rust extension `tct._tct`. It normalises inputs (schema
+paths, JSON text or dicts; documents as text, bytes or Python values) and defines the exception
+classes; all the work happens in Rust, with the GIL released for the heavy calls.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+
+class TctError(ValueError):
+    """Base class of every error that tct raises for bad input."""
+
+
+class SchemaError(TctError):
+    """A schema (or a registered schema, or serialised tokenizer bytes) could not be compiled.
+
+    `pointer` is the JSON pointer into the schema where the problem is (`""` for the root).
+    """
+
+    def __init__(self, message: str, pointer: str = "") -> None:
+        super().__init__(message)
+        self.pointer = pointer
+
+
+class EncodeError(TctError):
+    """A document could not be encoded because it is not JSON (a document that merely does not
+    conform to the schema is *not* an error: it is encoded through the generic path).
+
+    `pointer`: JSON pointer into the document (`""` for the root or when unknown).
+    `offset`: byte offset into the UTF-8 input text, when the input was text (else `None`).
+    `index`: the document's position in the batch for `encode_batch` (else `None`).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        pointer: str = "",
+        offset: int | None = None,
+        index: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.pointer = pointer
+        self.offset = offset
+        self.index = index
+
+
+class DecodeError(TctError):
+    """An id sequence does not decode (or an id is not allowed by a `Matcher`).
+
+    `position` is the index of the offending id, or the length of the sequence when it ended
+    before a document was complete.
+    """
+
+    def __init__(self, message: str, position: int = 0) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+# The extension looks the exception classes up in this module, so they are defined first.
+from tct import _tct  # noqa: E402
+from tct._tct import Encoding, Matcher  # noqa: E402
+from tct.shard import Shard, ShardError, read_shard  # noqa: E402
+
+__version__: str = _tct.__version__
+
+__all__ = [
+    "decode",
+    "encode",
+    "extract_window",
+    "load",
+    "train",
+    "vocab_size",
+    "DecodeError",
+    "EncodeError",
+    "Encoding",
+    "Matcher",
+    "SchemaError",
+    "Shard",
+    "ShardError",
+    "TctError",
+    "Tokenizer",
+    "read_shard",
+]
+
+#: What `from_schema` accepts as a schema: a path, JSON text (str or bytes) or a parsed value.
+SchemaSource = Union[str, bytes, "os.PathLike[str]", Mapping[str, Any], bool]
+#: A registry: URI -> schema, or a list of schema files registered under their `$id`.
+RegistrySource = Union[Mapping[str, SchemaSource], Sequence[Union[str, "os.PathLike[str]"]]]
+
+# SchemaStore serves each schema under both hosts, and schemas refer to each other through
+# either (package.json -> https://www.schemastore.org/prettierrc.json, ava.json relative to
+# https://json.schemastore.org/package.json).
+_SCHEMASTORE_HOSTS = ("https://json.schemastore.org/", "https://www.schemastore.org/")
+
+
+# ---------------------------------------------------------------------------------------------
+# Input normalisation
+# ---------------------------------------------------------------------------------------------
+
+
+def _looks_like_json_text(text: str) -> bool:
+    """A schema given as a str is JSON text if it is an object or a boolean, else a path."""
+    stripped = text.strip()
+    return stripped.startswith("{") or stripped in ("true", "false")
+
+
+def _dump_schema(value: Any, source: str) -> bytes:
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        return text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as e:
+        raise SchemaError(f"{source}: the schema is not JSON-serialisable: {e}") from e
+
+
+def _schema_bytes(schema: Any, what: str) -> tuple[bytes, str | None]:
+    """(UTF-8 JSON bytes, the file name for error messages, if it came from a file)."""
+    if isinstance(schema, os.PathLike) or (
+        isinstance(schema, str) and not _looks_like_json_text(schema)
+    ):
+        path = Path(schema)
+        return path.read_bytes(), str(path)
+    if isinstance(schema, (bytes, bytearray, memoryview)):
+        return bytes(schema), None
+    if isinstance(schema, str):
+        try:
+            return schema.encode("utf-8"), None
+        except UnicodeEncodeError as e:
+            raise SchemaError(f"{what}: the JSON text is not valid Unicode ({e.reason})") from e
+    if isinstance(schema, (Mapping, bool)):
+        return _dump_schema(dict(schema) if isinstance(schema, Mapping) else schema, what), None
+    raise TypeError(f"{what} must be a path, JSON text or a dict, not {type(schema).__name__}")
+
+
+def _schemastore_uris(schema_id: str, filename: str) -> list[str]:
+    """The URIs a SchemaStore file is served under (both hosts, by `$id` name and file name)."""
+    for host in _SCHEMASTORE_HOSTS:
+        if schema_id.startswith(host):
+            name = schema_id[len(host) :].split("#", 1)[0]
+            return [h + n for h in _SCHEMASTORE_HOSTS for n in dict.fromkeys((name, filename))]
+    return []
+
+
+def _registry_entries(registry: Any) -> list[tuple[str, bytes]]:
+    """Normalise `registry` to a list of (uri, JSON bytes)."""
+    if registry is None:
+        return []
+    entries: list[tuple[str, bytes]] = []
+    if isinstance(registry, Mapping):
+        for uri, schema in registry.items():
+            if not isinstance(uri, str):
+                raise TypeError(f"registry keys must be URI strings, not {type(uri).__name__}")
+            data, _ = _schema_bytes(schema, f"registry entry {uri}")
+            entries.append((uri, data))
+        return entries
+    if isinstance(registry, (str, bytes, os.PathLike)) or not isinstance(registry, Iterable):
+        raise TypeError("registry must be a mapping URI -> schema or a list of schema file paths")
+    for item in registry:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"registry list items must be paths, not {type(item).__name__}")
+        path = Path(item)
+        data = path.read_bytes()
+        try:
+            parsed = json.loads(data)
+        except ValueError as e:
+            raise SchemaError(f"{path}: not valid JSON: {e}") from e
+        uris: list[str] = []
+        if isinstance(parsed, dict):
+            # `$id` (draft-06+) or `id` (draft-04, e.g. SchemaStore's tsconfig.json).
+            for key in ("$id", "id"):
+                value = parsed.get(key)
+                if isinstance(value, str) and value:
+                    uris.append(value.split("#", 1)[0])
+                    uris.extend(_schemastore_uris(value, path.name))
+        if not uris:
+            raise SchemaError(
+                f"{path}: a registry file needs an `$id` to be registered under; "
+                "pass a mapping {uri: path} instead"
+            )
+        entries.extend((uri, data) for uri in dict.fromkeys(uris))
+    return entries
+
+
+def _unserialisable_pointer(value: Any) -> str:
+    """JSON pointer of the first value `json.dumps` rejects (NaN/Infinity, a non-JSON type, a
+    string with a lone surrogate). Iterative, so it also works on very deep documents."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        v, pointer = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return pointer
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return pointer
+        elif isinstance(v, Mapping):
+            children = []
+            for k, child in v.items():
+                if not isinstance(k, (str, int, float, bool)) and k is not None:
+                    return pointer
+                token = str(k).replace("~", "~0").replace("/", "~1")
+                children.append((child, f"{pointer}/{token}"))
+            stack.extend(reversed(children))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((c, f"{pointer}/{i}") for i, c in reversed(list(enumerate(v))))
+        elif v is not None and not isinstance(v, (bool, int, float)):
+            return pointer
+    return ""
+
+
+def _document_bytes(doc: Any) -> bytes:
+    """UTF-8 JSON bytes for a document given as text, bytes or a Python value."""
+    if isinstance(doc, bytes):
+        return doc
+    if isinstance(doc, (bytearray, memoryview)):
+        return bytes(doc)
+    if isinstance(doc, str):
+        text = doc
+        is_text = True
+    else:
+        is_text = False
+        try:
+            text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        except RecursionError as e:
+            raise EncodeError(
+                "the document nests too deeply to serialise (Python recursion limit)"
+            ) from e
+        except (TypeError, ValueError) as e:
+            pointer = _unserialisable_pointer(doc)
+            where = f" at {pointer}" if pointer else ""
+            raise EncodeError(f"encode error{where}: not JSON: {e}", pointer=pointer) from e
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        # Lone surrogates are valid in a Python str but have no UTF-8 (or JSON) form.
+        offset = len(text[: e.start].encode("utf-8", "surrogatepass"))
+        code = ord(text[e.start])
+        if is_text:
+            raise EncodeError(
+                f"encode error at byte {offset}: lone surrogate U+{code:04X} is not valid Unicode",
+                offset=offset,
+            ) from None
+        pointer = _unserialisable_pointer(doc)
+        raise EncodeError(
+            f"encode error at {pointer or 'the root'}: a string holds the lone surrogate "
+            f"U+{code:04X}, which is not valid Unicode",
+            pointer=pointer,
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer
+# ---------------------------------------------------------------------------------------------
+
+
+def _tokenizer_from_bytes(data: bytes) -> Tokenizer:
+    """Unpickling entry point (module-level so pickles name a stable function)."""
+    return Tokenizer(_tct.Tokenizer.from_bytes(data))
+
+
+class Tokenizer:
+    """A JSON Schema compiled into a codec: encoder, total decoder and generation matcher.
+
+    Build one with `Tokenizer.from_schema(...)`. Tokenizers are immutable, thread-safe and pickle
+    (so they can be shipped to DataLoader workers, Ray or Spark).
+    """
+
+    __slots__ = ("_core",)
+
+    def __init__(self, core: _tct.Tokenizer) -> None:
+        if not isinstance(core, _tct.Tokenizer):
+            raise TypeError("use Tokenizer.from_schema(...) or Tokenizer.from_bytes(...)")
+        self._core = core
+
+    @classmethod
+    def from_schema(
+        cls,
+        schema: SchemaSource,
+        registry: RegistrySource | None = None,
+    ) -> Tokenizer:
+        """Compile a JSON Schema.
+
+        `schema`: a path (str or os.PathLike) to a `.json` file, JSON text, or a parsed schema
+        (dict, or a boolean schema). A str is JSON text if it starts with `{` (or is `true` /
+        `false`), otherwise a path.
+
+        `registry`: schemas that remote `$ref`s resolve against (nothing is ever fetched). Either
+        a mapping URI -> schema (any form above), or a list of schema file paths, each registered
+        under its `$id` and, for SchemaStore schemas, also under
+        `https://json.schemastore.org/NAME` and `https://www.schemastore.org/NAME`.
+
+        Raises `SchemaError` (with `.pointer`) if the schema does not compile, and `OSError` if a
+        file cannot be read.
+        """
+        data, source = _schema_bytes(schema, "schema")
+        entries = _registry_entries(registry)
+        return cls(_tct.Tokenizer.compile(data, entries, source))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Tokenizer:
+        """Restore a tokenizer saved with `to_bytes()`. Bad data raises `SchemaError`."""
+        return cls(_tct.Tokenizer.from_bytes(bytes(data)))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Tokenizer:
+        """Load a tokenizer file (written by `save` or by vocabulary training)."""
+        path = Path(path)
+        return cls(_tct.Tokenizer.from_bytes(path.read_bytes(), str(path)))
+
+    def to_bytes(self) -> bytes:
+        """The tokenizer, serialised (what pickling stores). Deterministic."""
+        return self._core.to_bytes()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write `to_bytes()` to `path` atomically (a temporary file, then a rename)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_bytes(self._core.to_bytes())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return (_tokenizer_from_bytes, (self._core.to_bytes(),))
+
+    # -- encoding ---------------------------------------------------------------------------
+
+    def encode(self, doc: Any) -> list[int]:
+        """Token ids of one document (no BOS/EOS).
+
+        `doc`: JSON text (str or UTF-8 bytes) or a Python value (dict, list, str, int, float,
+        bool, None), which is serialised with `json.dumps` (so non-str dict keys become strings).
+        A document that does not conform to the schema is still encoded, losslessly, through the
+        generic path (see `encode_detailed`). Not-JSON input raises `EncodeError`.
+        """
+        return self._core.encode(_document_bytes(doc))
+
+    def encode_detailed(self, doc: Any) -> Encoding:
+        """Like `encode`, plus `.fallbacks`: the JSON pointers where the document did not
+        conform to the schema and the generic path was used."""
+        return self._core.encode_detailed(_document_bytes(doc))
+
+    def encode_batch(self, docs: Iterable[Any], num_threads: int | None = None) -> tuple[Any, Any]:
+        """Encode many documents in parallel in Rust, with the GIL released.
+
+        Returns `(ids, offsets)`: numpy `uint16` ids of all documents back to back (no BOS/EOS)
+        and `int64` offsets of length `len(docs) + 1`; document `i` is
+        `ids[offsets[i]:offsets[i + 1]]`. `num_threads=None` uses every core. The result does not
+        depend on `num_threads`. The first bad document raises `EncodeError` with `.index`.
+        """
+        if num_threads is not None:
+            if isinstance(num_threads, bool) or not isinstance(num_threads, int):
+                raise TypeError("num_threads must be an int or None")
+            if num_threads < 1:
+                raise ValueError(f"num_threads must be at least 1, not {num_threads}")
+        if isinstance(docs, (str, bytes, Mapping)):
+            raise TypeError("encode_batch takes a list of documents; use encode() for one")
+        data = []
+        for i, doc in enumerate(docs):
+            try:
+                data.append(_document_bytes(doc))
+            except EncodeError as e:
+                raise EncodeError(
+                    f"document {i}: {e}", pointer=e.pointer, offset=e.offset, index=i
+                ) from e
+        return self._core.encode_batch(data, num_threads)
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    def decode(self, ids: Iterable[int]) -> tuple[str, int, int]:
+        """Decode the first complete document: `(json_text, consumed, total)`.
+
+        `ids`: a list, tuple, numpy integer array or any iterable of ints. A leading BOS and the
+        EOS after the document count as consumed; `total` is `len(ids)`. Any input gives either a
+        document or `DecodeError` (with `.position`); ids outside the vocabulary included.
+        """
+        return self._core.decode(ids)
+
+    def matcher(self) -> Matcher:
+        """A fresh constrained-generation state at the start of a document (no BOS)."""
+        return self._core.matcher()
+
+    # -- vocabulary -------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The schema's `$id` (or the name the vocabulary was trained under)."""
+        return self._core.name
+
+    @property
+    def hash(self) -> str:
+        """Content hash of `to_bytes()`: identifies the tokenizer in shards and checkpoints."""
+        return self._core.hash
+
+    @property
+    def warnings(self) -> list[str]:
+        """Schema keywords or combinations the matcher does not enforce exactly (ideally none)."""
+        return self._core.warnings
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids; every id is in `range(vocab_size)` (fits uint16)."""
+        return self._core.vocab_size
+
+    @property
+    def bos_id(self) -> int:
+        return self._core.bos_id
+
+    @property
+    def eos_id(self) -> int:
+        return self._core.eos_id
+
+    @property
+    def pad_id(self) -> int:
+        return self._core.pad_id
+
+    @property
+    def base_size(self) -> int:
+        """Number of base ids (bytes, structure, choices); trained ids follow them."""
+        return self._core.base_size
+
+    @property
+    def position_range(self) -> tuple[int, int]:
+        """`(first, end)` of the position ids of the window format, above `vocab_size`."""
+        return self._core.position_range
+
+    def extract_window(self, ids: Iterable[int], start: int, end: int) -> list[int]:
+        """The seed's window format: `[position_id(start)] + ids[start:end]`."""
+        return self._core.extract_window(list(ids), start, end)
+
+    # -- testing the matcher ----------------------------------------------------------------
+
+    def random_document(self, seed: int, max_tokens: int = 512) -> tuple[list[int], str]:
+        """A random document drawn under the matcher's mask, `(ids, json_text)`: uniformly
+        random allowed ids, closed by the smallest valid completion after `max_tokens`. Every
+        result validates against the schema; use it to fuzz or to make synthetic documents."""
+        return self._core.random_document(seed, max_tokens)
+
+    def matcher_accepts(self, ids: Iterable[int], check_every: int = 0) -> None:
+        """Raise `DecodeError` unless the matcher accepts `ids` id by id and ends complete
+        (checking that each id is in the allowed mask every `check_every` steps)."""
+        self._core.matcher_accepts(list(ids), check_every)
+
+    def __repr__(self) -> str:
+        return f"<tct.Tokenizer {self.name!r} vocab_size={self.vocab_size}>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Training, loading, the bundled tokenizer and the seed's module-level API
+# ---------------------------------------------------------------------------------------------
+
+#: Tokenizers shipped inside the package, by name.
+_BUNDLED = {"github-workflow": "github-workflow.tct.json"}
+
+
+def train(
+    schema: SchemaSource,
+    docs: Iterable[Any],
+    vocab_size: int = 8192,
+    *,
+    registry: RegistrySource | None = None,
+    dictionary_size: int | None = None,
+    merge_scope: str | None = None,
+    name: str | None = None,
+    progress: bool = False,
+    num_threads: int | None = None,
+) -> Tokenizer:
+    """Train a vocabulary (a dictionary of whole values and ranked BPE merges over base tokens)
+    for `schema` on `docs` (JSON text, bytes or Python values). The work runs in Rust, in
+    parallel, with the GIL released; the same inputs always give the same tokenizer.
+
+    `vocab_size` counts every id (base ids, dictionary, merges and PAD/BOS/EOS); position ids
+    of the window format come on top. Save the result with `tok.save(path)`; `tct.load(path)`
+    reads it back.
+    """
+    data, source = _schema_bytes(schema, "schema")
+    entries = _registry_entries(registry)
+    payload = []
+    for i, doc in enumerate(docs):
+        try:
+            payload.append(_document_bytes(doc))
+        except EncodeError as e:
+            raise EncodeError(
+                f"document {i}: {e}", pointer=e.pointer, offset=e.offset, index=i
+            ) from e
+    if name is None:
+        name = Path(source).stem if source else "tokenizer"
+    core = _tct.Tokenizer.train(
+        data,
+        entries,
+        payload,
+        vocab_size,
+        dictionary_size=dictionary_size,
+        merge_scope=merge_scope,
+        name=name,
+        progress=progress,
+        num_threads=num_threads,
+    )
+    return Tokenizer(core)
+
+
+_loaded: dict[str, Tokenizer] = {}
+
+
+def load(name_or_path: str | os.PathLike[str] = "github-workflow") -> Tokenizer:
+    """Load a tokenizer: a bundled one by name (`"github-workflow"`) or a tokenizer file."""
+    key = os.fspath(name_or_path)
+    if key in _BUNDLED:
+        if key not in _loaded:
+            path = Path(__file__).with_name("data") / _BUNDLED[key]
+            if not path.exists():
+                raise TctError(
+                    f"the bundled tokenizer {key!r} is missing from the package ({path})"
+                )
+            _loaded[key] = Tokenizer.from_file(path)
+        return _loaded[key]
+    path = Path(key)
+    if not path.exists():
+        raise TctError(
+            f"no tokenizer named {key!r}: not a bundled name ({', '.join(_BUNDLED)}) and no such file"
+        )
+    return Tokenizer.from_file(path)
+
+
+def encode(doc: Any) -> list[int]:
+    """The seed's API: encode with the bundled `github-workflow` tokenizer."""
+    return load().encode(doc)
+
+
+def decode(ids: Iterable[int]) -> tuple[str, int, int]:
+    """The seed's API: decode with the bundled `github-workflow` tokenizer."""
+    return load().decode(ids)
+
+
+def vocab_size() -> int:
+    """The seed's API: the bundled tokenizer's vocabulary size (8192)."""
+    return load().vocab_size
+
+
+def extract_window(ids: Iterable[int], start: int, end: int) -> list[int]:
+    """The seed's API: `[position_id(start)] + ids[start:end]` with the bundled tokenizer."""
+    return load().extract_window(ids, start, end)

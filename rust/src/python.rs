@@ -1,0 +1,792 @@
+//! PyO3 bindings: the `tct._tct` extension module.
+//!
+//! This is the only file that knows about Python (tiktoken's split): everything here converts
+//! arguments, releases the GIL around the real work in the core, and maps the core's typed errors
+//! onto the exception classes defined in `python/tct/__init__.py`. Input normalisation that is
+//! easier in Python (reading schema files, `json.dumps` of Python values, registry forms) lives in
+//! that wrapper; this module only ever sees bytes, ints and numpy arrays.
+//!
+//! The exception classes are defined in Python (so they have real constructors with keyword
+//! attributes and pickle with their attributes) and looked up lazily here. The lookup can fail
+//! only if the `tct` package itself is broken; it then surfaces as the import error instead of the
+//! panic that `pyo3::import_exception!` would raise.
+
+use crate::error::{DecodeError, EncodeError, SchemaError};
+use crate::tokenizer::{Encoding, Matcher, Tokenizer};
+use numpy::{Element, PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyString, PyType};
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// The Python exception class `tct.<name>`, imported once.
+fn exception_type<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyType>> {
+    cell.import(py, "tct", name).cloned()
+}
+
+static TCT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static SCHEMA_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static ENCODE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static DECODE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `tct.TctError(message)`: errors of this layer that have no more specific class.
+fn tct_error(py: Python<'_>, message: String) -> PyErr {
+    match exception_type(py, &TCT_ERROR, "TctError") {
+        Ok(ty) => PyErr::from_type(ty, (message,)),
+        Err(e) => e,
+    }
+}
+
+/// `tct.SchemaError(message, pointer)`. `source` (a file name or registry URI) prefixes the
+/// message so the user knows which of several schemas is at fault.
+fn schema_error(py: Python<'_>, e: SchemaError, source: Option<&str>) -> PyErr {
+    let message = match source {
+        Some(s) => format!("{s}: {e}"),
+        None => e.to_string(),
+    };
+    match exception_type(py, &SCHEMA_ERROR, "SchemaError") {
+        Ok(ty) => PyErr::from_type(ty, (message, e.pointer)),
+        Err(err) => err,
+    }
+}
+
+/// `tct.EncodeError(message, pointer, offset, index)`; `index` is the document's position in a
+/// batch (`None` for a single document).
+fn encode_error(py: Python<'_>, e: EncodeError, index: Option<usize>) -> PyErr {
+    let message = match index {
+        Some(i) => format!("document {i}: {e}"),
+        None => e.to_string(),
+    };
+    match exception_type(py, &ENCODE_ERROR, "EncodeError") {
+        Ok(ty) => PyErr::from_type(ty, (message, e.pointer, e.offset, index)),
+        Err(err) => err,
+    }
+}
+
+/// `tct.DecodeError(message, position)`.
+fn decode_error(py: Python<'_>, e: DecodeError) -> PyErr {
+    match exception_type(py, &DECODE_ERROR, "DecodeError") {
+        Ok(ty) => PyErr::from_type(ty, (e.to_string(), e.position)),
+        Err(err) => err,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Id conversion
+// ---------------------------------------------------------------------------------------------
+
+/// Check one id from Python against the vocabulary. Out-of-range ids are a `DecodeError` at
+/// their position (not an `OverflowError`): to the caller they are just a bad token sequence.
+fn checked_id(py: Python<'_>, value: i128, position: usize, vocab_size: u32) -> PyResult<u32> {
+    if value < 0 || value >= i128::from(vocab_size) {
+        return Err(decode_error(
+            py,
+            DecodeError::new(
+                position,
+                format!("id {value} is outside the vocabulary (0..{vocab_size})"),
+            ),
+        ));
+    }
+    // In range of a u32 vocabulary, so the cast is exact.
+    Ok(value as u32)
+}
+
+/// One-dimensional numpy array of integer dtype `T`, if `obj` is one.
+fn ids_from_array<T>(obj: &Bound<'_, PyAny>, vocab_size: u32) -> Option<PyResult<Vec<u32>>>
+where
+    T: Element + Copy + Into<i128>,
+{
+    let array = obj.extract::<PyReadonlyArray1<'_, T>>().ok()?;
+    let py = obj.py();
+    let view = array.as_array();
+    let mut ids = Vec::with_capacity(view.len());
+    for (position, &v) in view.iter().enumerate() {
+        match checked_id(py, v.into(), position, vocab_size) {
+            Ok(id) => ids.push(id),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    Some(Ok(ids))
+}
+
+/// Convert any sequence of Python ints (a list, a tuple, a numpy integer array, a generator) into
+/// ids, checking every id against the vocabulary.
+fn ids_from_py(obj: &Bound<'_, PyAny>, vocab_size: u32) -> PyResult<Vec<u32>> {
+    let py = obj.py();
+    // Iterating a str or bytes "works" in Python but is never what the caller meant.
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(
+            "ids must be a sequence of ints (a list or a numpy array), not str or bytes",
+        ));
+    }
+    // numpy fast paths: read the buffer directly instead of boxing every element.
+    macro_rules! try_dtype {
+        ($($t:ty),*) => {$(
+            if let Some(result) = ids_from_array::<$t>(obj, vocab_size) {
+                return result;
+            }
+        )*};
+    }
+    try_dtype!(u16, i64, u32, i32, u64, u8, i16, i8);
+
+    let mut ids = Vec::with_capacity(obj.len().unwrap_or(0));
+    for (position, item) in obj.try_iter()?.enumerate() {
+        let item = item?;
+        match item.extract::<i64>() {
+            Ok(v) => ids.push(checked_id(py, i128::from(v), position, vocab_size)?),
+            Err(e) if e.is_instance_of::<PyOverflowError>(py) => {
+                return Err(decode_error(
+                    py,
+                    DecodeError::new(
+                        position,
+                        format!(
+                            "id {} is outside the vocabulary (0..{vocab_size})",
+                            item.repr().map(|r| r.to_string()).unwrap_or_default()
+                        ),
+                    ),
+                ));
+            }
+            Err(_) => {
+                return Err(PyTypeError::new_err(format!(
+                    "ids[{position}] must be an int, not {}",
+                    item.get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
+                )));
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// A single Python int as an id (for `Matcher.advance`). `position` is where it would go.
+fn id_from_py(obj: &Bound<'_, PyAny>, position: usize, vocab_size: u32) -> PyResult<u32> {
+    let py = obj.py();
+    match obj.extract::<i64>() {
+        Ok(v) => checked_id(py, i128::from(v), position, vocab_size),
+        Err(e) if e.is_instance_of::<PyOverflowError>(py) => Err(decode_error(
+            py,
+            DecodeError::new(
+                position,
+                format!("id is outside the vocabulary (0..{vocab_size})"),
+            ),
+        )),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "an id must be an int, not {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Classes
+// ---------------------------------------------------------------------------------------------
+
+/// The result of `Tokenizer.encode_detailed`: the ids and the JSON pointers where the document
+/// did not conform to the schema and the generic path was used.
+#[pyclass(module = "tct", name = "Encoding", frozen, eq)]
+#[derive(PartialEq)]
+struct PyEncoding {
+    #[pyo3(get)]
+    ids: Vec<u32>,
+    #[pyo3(get)]
+    fallbacks: Vec<String>,
+}
+
+#[pymethods]
+impl PyEncoding {
+    #[new]
+    fn new(ids: Vec<u32>, fallbacks: Vec<String>) -> Self {
+        PyEncoding { ids, fallbacks }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Encoding(ids=<{} ids>, fallbacks={:?})",
+            self.ids.len(),
+            self.fallbacks
+        )
+    }
+
+    fn __len__(&self) -> usize {
+        self.ids.len()
+    }
+
+    // Plain data: pickles as its constructor call, so DataLoader workers can return it.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        let this = slf.get();
+        Ok((slf.get_type(), (this.ids.clone(), this.fallbacks.clone())))
+    }
+}
+
+/// `Encoding.__reduce__`'s result: the class and its constructor arguments.
+type Reduced<'py> = (Bound<'py, PyType>, (Vec<u32>, Vec<String>));
+
+/// `encode_batch`'s result: uint16 ids back to back and int64 offsets.
+type IdsAndOffsets<'py> = (Bound<'py, PyArray1<u16>>, Bound<'py, PyArray1<i64>>);
+
+impl From<Encoding> for PyEncoding {
+    fn from(e: Encoding) -> Self {
+        PyEncoding {
+            ids: e.ids,
+            fallbacks: e.fallbacks,
+        }
+    }
+}
+
+/// Constrained-generation state (see `Matcher` in the core). Not frozen: `advance` mutates it;
+/// PyO3's borrow flag turns concurrent mutation from two threads into a `RuntimeError`.
+#[pyclass(module = "tct", name = "Matcher")]
+struct PyMatcher {
+    inner: Matcher,
+    vocab_size: u32,
+    /// Ids accepted so far: the position reported when the next id is rejected here.
+    steps: usize,
+}
+
+#[pymethods]
+impl PyMatcher {
+    /// Feed one id. Raises `DecodeError` (and leaves the state unchanged) if it is not allowed.
+    fn advance(&mut self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<()> {
+        let id = id_from_py(id, self.steps, self.vocab_size)?;
+        self.inner.advance(id).map_err(|e| decode_error(py, e))?;
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// Boolean mask of length `vocab_size`: `True` for every id that keeps the sequence valid.
+    fn allowed<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
+        let mut mask = vec![false; self.vocab_size as usize];
+        self.inner.fill_allowed(&mut mask);
+        PyArray1::from_vec(py, mask)
+    }
+
+    fn is_complete(&self) -> bool {
+        self.inner.is_complete()
+    }
+
+    /// The valid document nearest the current prefix, as compact JSON.
+    #[pyo3(signature = (complete = true))]
+    fn document(&self, py: Python<'_>, complete: bool) -> PyResult<String> {
+        let inner = &self.inner;
+        py.detach(|| inner.document(complete))
+            .map_err(|e| decode_error(py, e))
+    }
+
+    /// Number of ids accepted so far.
+    #[getter]
+    fn position(&self) -> usize {
+        self.steps
+    }
+
+    /// An independent copy (for beam search or backtracking).
+    fn copy(&self) -> Self {
+        PyMatcher {
+            inner: self.inner.clone(),
+            vocab_size: self.vocab_size,
+            steps: self.steps,
+        }
+    }
+
+    fn __copy__(&self) -> Self {
+        self.copy()
+    }
+
+    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> Self {
+        self.copy()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Matcher(position={}, complete={})",
+            self.steps,
+            self.inner.is_complete()
+        )
+    }
+}
+
+/// A compiled schema plus its vocabulary. The public `tct.Tokenizer` wraps this class and adds
+/// input normalisation; this one takes bytes only.
+#[pyclass(module = "tct._tct", name = "Tokenizer", frozen)]
+struct PyTokenizer {
+    inner: Tokenizer,
+}
+
+/// Parse JSON bytes for the schema compiler; a parse error is a `SchemaError` at the root.
+fn parse_schema_json(bytes: &[u8], what: &str) -> Result<Value, SchemaError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| SchemaError::new("", format!("{what} is not valid JSON: {e}")))
+}
+
+#[pymethods]
+impl PyTokenizer {
+    /// Compile `schema` (JSON bytes). `registry` is a list of `(uri, schema JSON bytes)` that
+    /// remote `$ref`s may resolve against. `source` names the schema in error messages.
+    /// Parsing and compilation run with the GIL released.
+    #[staticmethod]
+    #[pyo3(signature = (schema, registry, source = None))]
+    fn compile(
+        py: Python<'_>,
+        schema: &[u8],
+        registry: Vec<(String, Bound<'_, PyBytes>)>,
+        source: Option<String>,
+    ) -> PyResult<Self> {
+        let registry: Vec<(String, &[u8])> = registry
+            .iter()
+            .map(|(uri, b)| (uri.clone(), b.as_bytes()))
+            .collect();
+        // Which input failed: the schema itself (None) or registry entry i.
+        let result = py.detach(|| -> Result<Tokenizer, (Option<usize>, SchemaError)> {
+            let schema = parse_schema_json(schema, "the schema").map_err(|e| (None, e))?;
+            let mut parsed = Vec::with_capacity(registry.len());
+            for (i, (uri, bytes)) in registry.iter().enumerate() {
+                let value =
+                    parse_schema_json(bytes, "the registered schema").map_err(|e| (Some(i), e))?;
+                parsed.push((uri.clone(), value));
+            }
+            Tokenizer::from_schema(&schema, &parsed).map_err(|e| (None, e))
+        });
+        match result {
+            Ok(inner) => {
+                check_vocab_fits_u16(py, &inner)?;
+                Ok(PyTokenizer { inner })
+            }
+            Err((Some(i), e)) => Err(schema_error(
+                py,
+                e,
+                Some(&format!("registry entry {}", registry[i].0)),
+            )),
+            Err((None, e)) => Err(schema_error(py, e, source.as_deref())),
+        }
+    }
+
+    /// Restore a tokenizer from `to_bytes()` output (pickles, tokenizer files). `source` names
+    /// the file in error messages.
+    #[staticmethod]
+    #[pyo3(signature = (data, source = None))]
+    fn from_bytes(py: Python<'_>, data: &[u8], source: Option<String>) -> PyResult<Self> {
+        let inner = py.detach(|| Tokenizer::from_bytes(data)).map_err(|e| {
+            schema_error(py, e, Some(source.as_deref().unwrap_or("tokenizer bytes")))
+        })?;
+        check_vocab_fits_u16(py, &inner)?;
+        Ok(PyTokenizer { inner })
+    }
+
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let inner = &self.inner;
+        let bytes = py.detach(|| inner.to_bytes());
+        PyBytes::new(py, &bytes)
+    }
+
+    /// Encode one JSON document (UTF-8 bytes) to ids.
+    fn encode(&self, py: Python<'_>, doc: &[u8]) -> PyResult<Vec<u32>> {
+        self.encode_detailed_inner(py, doc).map(|e| e.ids)
+    }
+
+    fn encode_detailed(&self, py: Python<'_>, doc: &[u8]) -> PyResult<PyEncoding> {
+        self.encode_detailed_inner(py, doc).map(PyEncoding::from)
+    }
+
+    /// Encode many JSON documents (UTF-8 bytes) in parallel with the GIL released. Returns the
+    /// concatenated ids as uint16 and int64 offsets of length `len(docs) + 1`.
+    #[pyo3(signature = (docs, num_threads = None))]
+    fn encode_batch<'py>(
+        &self,
+        py: Python<'py>,
+        docs: Vec<Bound<'py, PyBytes>>,
+        num_threads: Option<usize>,
+    ) -> PyResult<IdsAndOffsets<'py>> {
+        if num_threads == Some(0) {
+            return Err(PyValueError::new_err(
+                "num_threads must be at least 1 (or None)",
+            ));
+        }
+        let slices: Vec<&[u8]> = docs.iter().map(|d| d.as_bytes()).collect();
+        let inner = &self.inner;
+        let result = py.detach(|| -> Result<(Vec<u16>, Vec<i64>), BatchError> {
+            let encodings = inner.encode_batch_json(&slices, num_threads);
+            // Report the first bad document by index; the others are not looked at.
+            let mut total = 0usize;
+            for (i, e) in encodings.iter().enumerate() {
+                match e {
+                    Ok(enc) => total += enc.ids.len(),
+                    Err(err) => return Err(BatchError::Encode(i, err.clone())),
+                }
+            }
+            let mut ids = Vec::with_capacity(total);
+            let mut offsets = Vec::with_capacity(encodings.len() + 1);
+            offsets.push(0i64);
+            for (i, e) in encodings.into_iter().enumerate() {
+                let enc = e.map_err(|err| BatchError::Encode(i, err))?;
+                for id in enc.ids {
+                    ids.push(u16::try_from(id).map_err(|_| BatchError::IdTooLarge(i, id))?);
+                }
+                // A Vec never holds more than isize::MAX elements, so this fits an i64.
+                offsets.push(ids.len() as i64);
+            }
+            Ok((ids, offsets))
+        });
+        match result {
+            Ok((ids, offsets)) => {
+                Ok((PyArray1::from_vec(py, ids), PyArray1::from_vec(py, offsets)))
+            }
+            Err(BatchError::Encode(i, e)) => Err(encode_error(py, e, Some(i))),
+            Err(BatchError::IdTooLarge(i, id)) => Err(tct_error(
+                py,
+                format!("document {i}: id {id} does not fit uint16 (internal error)"),
+            )),
+        }
+    }
+
+    /// Decode the first complete document in `ids`: `(json_text, consumed, total)`.
+    fn decode(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<(String, usize, usize)> {
+        let ids = ids_from_py(ids, self.inner.vocab_size())?;
+        let inner = &self.inner;
+        let decoded = py
+            .detach(|| inner.decode(&ids))
+            .map_err(|e| decode_error(py, e))?;
+        Ok((decoded.json, decoded.consumed, decoded.total))
+    }
+
+    /// Train a vocabulary for `schema` on `docs` (JSON bytes each), in Rust, in parallel, with
+    /// the GIL released. `merge_scope` is "strings", "structure-runs" or "across".
+    #[staticmethod]
+    #[pyo3(signature = (schema, registry, docs, vocab_size, dictionary_size=None, merge_scope=None, name=String::from("tokenizer"), progress=false, num_threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn train(
+        py: Python<'_>,
+        schema: &[u8],
+        registry: Vec<(String, Bound<'_, PyBytes>)>,
+        docs: Vec<Bound<'_, PyBytes>>,
+        vocab_size: u32,
+        dictionary_size: Option<u32>,
+        merge_scope: Option<String>,
+        name: String,
+        progress: bool,
+        num_threads: Option<usize>,
+    ) -> PyResult<Self> {
+        let scope = match merge_scope.as_deref() {
+            None => None,
+            Some("strings") => Some(crate::vocab::MergeScope::Strings),
+            Some("structure-runs") => Some(crate::vocab::MergeScope::StructureRuns),
+            Some("across") => Some(crate::vocab::MergeScope::Across),
+            Some(other) => {
+                return Err(PyValueError::new_err(format!(
+                    "merge_scope must be 'strings', 'structure-runs' or 'across', not {other:?}"
+                )))
+            }
+        };
+        let registry: Vec<(String, &[u8])> = registry
+            .iter()
+            .map(|(uri, b)| (uri.clone(), b.as_bytes()))
+            .collect();
+        let slices: Vec<&[u8]> = docs.iter().map(|d| d.as_bytes()).collect();
+        let opts = crate::TrainOptions {
+            vocab_size,
+            dictionary_size,
+            scope,
+            name,
+            progress,
+            num_threads,
+        };
+        let result = py.detach(|| -> Result<Tokenizer, crate::error::TctTrainError> {
+            let schema = parse_schema_json(schema, "the schema")
+                .map_err(crate::error::TctTrainError::Schema)?;
+            let mut parsed = Vec::with_capacity(registry.len());
+            for (uri, bytes) in &registry {
+                let v = parse_schema_json(bytes, "the registered schema")
+                    .map_err(crate::error::TctTrainError::Schema)?;
+                parsed.push((uri.clone(), v));
+            }
+            Tokenizer::train(&schema, &parsed, &slices, &opts)
+        });
+        match result {
+            Ok(inner) => {
+                check_vocab_fits_u16(py, &inner)?;
+                Ok(PyTokenizer { inner })
+            }
+            Err(crate::error::TctTrainError::Schema(e)) => Err(schema_error(py, e, None)),
+            Err(crate::error::TctTrainError::Document(i, e)) => Err(encode_error(py, e, Some(i))),
+        }
+    }
+
+    /// A random document drawn under the matcher's mask: `(ids, json_text)`. For fuzzing.
+    #[pyo3(signature = (seed, max_tokens = 512))]
+    fn random_document(
+        &self,
+        py: Python<'_>,
+        seed: u64,
+        max_tokens: usize,
+    ) -> PyResult<(Vec<u32>, String)> {
+        let inner = &self.inner;
+        py.detach(|| inner.random_document(seed, max_tokens))
+            .map_err(|e| decode_error(py, e))
+    }
+
+    /// Raise DecodeError unless the matcher accepts `ids` id by id and ends complete (checking
+    /// the allowed mask every `check_every` steps; 0: never).
+    #[pyo3(signature = (ids, check_every = 0))]
+    fn matcher_accepts(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        check_every: usize,
+    ) -> PyResult<()> {
+        let ids = ids_from_py(ids, self.inner.vocab_size())?;
+        let inner = &self.inner;
+        py.detach(|| inner.matcher_accepts(&ids, check_every))
+            .map_err(|e| decode_error(py, e))
+    }
+
+    /// `[position_id(start)] + ids[start:end]`.
+    fn extract_window(
+        &self,
+        ids: &Bound<'_, PyAny>,
+        start: usize,
+        end: usize,
+    ) -> PyResult<Vec<u32>> {
+        let ids = ids_from_py(ids, self.inner.vocab_size())?;
+        if start > end || end > ids.len() {
+            return Err(PyValueError::new_err(format!(
+                "window [{start}, {end}) is not inside the {} ids",
+                ids.len()
+            )));
+        }
+        Ok(self.inner.extract_window(&ids, start, end))
+    }
+
+    #[getter]
+    fn position_range(&self) -> (u32, u32) {
+        self.inner.position_range()
+    }
+
+    /// Number of base ids (bytes, structure, choices) before the trained ids.
+    #[getter]
+    fn base_size(&self) -> u32 {
+        self.inner.vocab().base_size()
+    }
+
+    fn matcher(&self) -> PyMatcher {
+        PyMatcher {
+            inner: self.inner.matcher(),
+            vocab_size: self.inner.vocab_size(),
+            steps: 0,
+        }
+    }
+
+    /// The tokenizer's name (the schema's `$id`, or the name it was trained under).
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.identity().0
+    }
+
+    /// Content hash of the serialised tokenizer: what shards and checkpoints record.
+    #[getter]
+    fn hash(&self) -> String {
+        self.inner.identity().1
+    }
+
+    /// Schema keywords or combinations that the matcher does not enforce exactly.
+    #[getter]
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings().to_vec()
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> u32 {
+        self.inner.vocab_size()
+    }
+
+    #[getter]
+    fn pad_id(&self) -> u32 {
+        self.inner.pad_id()
+    }
+
+    #[getter]
+    fn bos_id(&self) -> u32 {
+        self.inner.bos_id()
+    }
+
+    #[getter]
+    fn eos_id(&self) -> u32 {
+        self.inner.eos_id()
+    }
+}
+
+impl PyTokenizer {
+    fn encode_detailed_inner(&self, py: Python<'_>, doc: &[u8]) -> PyResult<Encoding> {
+        let inner = &self.inner;
+        py.detach(|| inner.encode_json(doc))
+            .map_err(|e| encode_error(py, e, None))
+    }
+}
+
+enum BatchError {
+    Encode(usize, EncodeError),
+    IdTooLarge(usize, u32),
+}
+
+/// Token shards store ids as uint16 (docs/shard-format.md); a vocabulary that does not fit is a
+/// bug in the core, caught here rather than as silently wrapped ids later.
+fn check_vocab_fits_u16(py: Python<'_>, tok: &Tokenizer) -> PyResult<()> {
+    let n = tok.vocab_size();
+    if n > u32::from(u16::MAX) + 1 {
+        return Err(tct_error(
+            py,
+            format!("vocabulary of {n} ids does not fit uint16"),
+        ));
+    }
+    Ok(())
+}
+
+// ---- corpus encoding (tct-encode) ----
+// Owned by the tct-encode work (rust/src/corpus); called by python/tct/cli_encode.py.
+
+/// `encode_corpus(tokenizer, input, output, *, threads=1, val_fraction=0.0, seed=0,
+/// num_shards=1, shard_index=0, max_tokens=None, progress=None) -> dict`
+///
+/// Encodes a corpus into token shards (docs/shard-format.md) with the GIL released. `progress`
+/// is called with a dict about every 200 ms (the GIL is taken only for that call, which is also
+/// where Ctrl-C is noticed: the run stops, nothing is published, and the interrupt propagates).
+/// The environment variable `TCT_TEST_FAIL_AFTER_DOCS=N` injects a fatal error after N documents
+/// (crash tests).
+#[pyfunction]
+#[pyo3(signature = (tokenizer, input, output, *, threads=1, val_fraction=0.0, seed=0, num_shards=1, shard_index=0, max_tokens=None, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn encode_corpus<'py>(
+    py: Python<'py>,
+    tokenizer: &Bound<'py, PyTokenizer>,
+    input: &str,
+    output: &str,
+    threads: usize,
+    val_fraction: f64,
+    seed: u64,
+    num_shards: u64,
+    shard_index: u64,
+    max_tokens: Option<u64>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    use crate::corpus::{Counts, Options, Progress, RunError, TokenizerInfo};
+    use pyo3::types::PyDict;
+
+    let tok = tokenizer.get().inner.clone();
+    let info = TokenizerInfo::of(&tok);
+    let fail_after_docs = match std::env::var("TCT_TEST_FAIL_AFTER_DOCS") {
+        Ok(v) => Some(v.parse::<u64>().map_err(|_| {
+            PyValueError::new_err(format!("TCT_TEST_FAIL_AFTER_DOCS={v:?} is not a count"))
+        })?),
+        Err(_) => None,
+    };
+    let opts = Options {
+        threads,
+        val_fraction,
+        seed,
+        num_shards,
+        shard_index,
+        max_tokens,
+        fail_after_docs,
+        ..Options::default()
+    };
+    let mut callback_error: Option<PyErr> = None;
+    let result = py.detach(|| {
+        let mut on_progress = |p: &Progress| -> Result<(), String> {
+            Python::attach(|py| {
+                let outcome = py.check_signals().and_then(|()| match &progress {
+                    Some(f) => {
+                        let d = PyDict::new(py);
+                        d.set_item("items", p.items)?;
+                        d.set_item("documents", p.documents)?;
+                        d.set_item("rejected", p.rejected)?;
+                        d.set_item("skipped_too_long", p.skipped_too_long)?;
+                        d.set_item("tokens", p.tokens)?;
+                        d.set_item("input_bytes", p.input_bytes)?;
+                        d.set_item("elapsed_s", p.elapsed_s)?;
+                        d.set_item("fraction", p.fraction)?;
+                        d.set_item("finished", p.finished)?;
+                        f.call1(py, (d,)).map(|_| ())
+                    }
+                    None => Ok(()),
+                });
+                outcome.map_err(|e| {
+                    let message = e.to_string();
+                    callback_error = Some(e);
+                    message
+                })
+            })
+        };
+        crate::corpus::encode_corpus(
+            &tok,
+            &info,
+            input,
+            std::path::Path::new(output),
+            &opts,
+            &mut on_progress,
+        )
+    });
+    if let Some(e) = callback_error {
+        return Err(e);
+    }
+    let summary = match result {
+        Ok(s) => s,
+        Err(RunError::Usage(m)) => return Err(PyValueError::new_err(m)),
+        Err(e) => return Err(tct_error(py, e.to_string())),
+    };
+    let counts = |c: &Counts| -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("documents", c.documents)?;
+        d.set_item("tokens", c.tokens)?;
+        d.set_item("json_bytes", c.json_bytes)?;
+        d.set_item("fallback_documents", c.fallback_documents)?;
+        d.set_item("rejected", c.rejected)?;
+        d.set_item("skipped_too_long", c.skipped_too_long)?;
+        Ok(d)
+    };
+    let out = PyDict::new(py);
+    out.set_item("train", counts(&summary.train)?)?;
+    out.set_item("val", summary.val.as_ref().map(counts).transpose()?)?;
+    let outputs: Vec<[String; 3]> = summary
+        .outputs
+        .iter()
+        .map(|p| {
+            [
+                p.bin.display().to_string(),
+                p.idx.display().to_string(),
+                p.meta.display().to_string(),
+            ]
+        })
+        .collect();
+    out.set_item("outputs", outputs)?;
+    out.set_item("items", summary.items)?;
+    out.set_item("input_bytes", summary.input_bytes)?;
+    out.set_item("elapsed_s", summary.elapsed_s)?;
+    out.set_item("rejected_sample", summary.rejected_sample)?;
+    out.set_item("tokenizer", (info.name, info.hash, info.vocab_size))?;
+    Ok(out)
+}
+
+// ---- end of corpus encoding (tct-encode) ----
+
+/// The extension module `tct._tct`. Users import `tct`, which re-exports these classes.
+#[pymodule]
+#[pyo3(name = "_tct")]
+fn tct_extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyTokenizer>()?;
+    m.add_class::<PyEncoding>()?;
+    m.add_class::<PyMatcher>()?;
+    m.add_function(wrap_pyfunction!(encode_corpus, m)?)?; // tct-encode
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

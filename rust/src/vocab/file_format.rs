@@ -1,0 +1,337 @@
+//! The tokenizer file: one JSON document holding everything needed to rebuild a tokenizer.
+//!
+//! ```json
+//! {
+//!   "format": "tct-tokenizer",
+//!   "version": 1,
+//!   "name": "github-workflow",
+//!   "hash": "sha256:…",                       // identity: see below
+//!   "token_layout_version": 1,                // docs/token-format.md
+//!   "schema": { … },                          // the root schema, key order kept
+//!   "registry": [ { "uri": "…", "schema": { … } } ],
+//!   "layout": { "base_size": 300, "n_sel": 32, "dict_start": 300, "merge_start": 556,
+//!               "pad": 8189, "bos": 8190, "eos": 8191, "vocab_size": 8192,
+//!               "position_start": 8192, "n_positions": 4096 },
+//!   "merge_scope": "across",
+//!   "dictionary": [ "ubuntu-latest", … ],      // dictionary id base_size + i
+//!   "merges": [ [97, 98], … ],                // merge id merge_start + rank
+//!   "training": { … }                          // what training saw (informational)
+//! }
+//! ```
+//!
+//! The `hash` is SHA-256 over the compact JSON of the fields that decide encodings, in this
+//! order: `token_layout_version`, `schema`, `registry`, `layout`, `merge_scope`, `dictionary`,
+//! `merges`. Name and training metadata are not part of the identity: retraining the same
+//! corpus gives the same hash, renaming the file does not change it. Reading checks the format,
+//! the version, the layout against the dictionary and merges, and the hash, and says where a
+//! problem is (a JSON pointer into the file).
+//!
+//! Writing is atomic ([`TokenizerFile::write`]): a temporary file in the same directory, then a
+//! rename, so a crash never leaves a half-written file that looks whole.
+
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{MergeScope, Vocab, VocabError, TOKEN_LAYOUT_VERSION};
+
+pub const FORMAT_NAME: &str = "tct-tokenizer";
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Everything a tokenizer file holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenizerFile {
+    pub name: String,
+    pub schema: Value,
+    /// `(uri, schema)` pairs that remote `$ref`s resolve against.
+    pub registry: Vec<(String, Value)>,
+    pub vocab: Vocab,
+    /// Training metadata (a [`super::TrainReport`] as JSON, or `null`).
+    pub training: Value,
+}
+
+impl TokenizerFile {
+    fn layout_json(&self) -> Value {
+        let v = &self.vocab;
+        let (ps, _) = v.position_range();
+        json!({
+            "base_size": v.base_size(),
+            "n_sel": v.n_sel(),
+            "dict_start": v.dict_start(),
+            "merge_start": v.merge_start(),
+            "pad": v.pad_id(),
+            "bos": v.bos_id(),
+            "eos": v.eos_id(),
+            "vocab_size": v.vocab_size(),
+            "position_start": ps,
+            "n_positions": v.n_positions(),
+        })
+    }
+
+    fn registry_json(&self) -> Value {
+        Value::Array(
+            self.registry
+                .iter()
+                .map(|(u, s)| json!({"uri": u, "schema": s}))
+                .collect(),
+        )
+    }
+
+    fn identity_fields(&self) -> Vec<(&'static str, Value)> {
+        vec![
+            ("token_layout_version", json!(TOKEN_LAYOUT_VERSION)),
+            ("schema", self.schema.clone()),
+            ("registry", self.registry_json()),
+            ("layout", self.layout_json()),
+            ("merge_scope", json!(self.vocab.scope().as_str())),
+            ("dictionary", json!(self.vocab.dictionary())),
+            ("merges", json!(self.vocab.merges())),
+        ]
+    }
+
+    /// `sha256:<hex>`: the tokenizer's identity (see the module docs).
+    pub fn content_hash(&self) -> String {
+        hash_fields(&self.identity_fields())
+    }
+
+    /// The file's bytes (compact JSON but one line per top-level field, so diffs stay readable).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut fields: Vec<(&str, Value)> = vec![
+            ("format", json!(FORMAT_NAME)),
+            ("version", json!(FORMAT_VERSION)),
+            ("name", json!(self.name)),
+            ("hash", json!(self.content_hash())),
+        ];
+        fields.extend(self.identity_fields());
+        fields.push(("training", self.training.clone()));
+        let mut out = b"{\n".to_vec();
+        for (i, (k, v)) in fields.iter().enumerate() {
+            out.extend_from_slice(
+                serde_json::to_string(k)
+                    .expect("a string serializes")
+                    .as_bytes(),
+            );
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&serde_json::to_vec(v).expect("a Value serializes"));
+            out.extend_from_slice(if i + 1 < fields.len() { b",\n" } else { b"\n" });
+        }
+        out.extend_from_slice(b"}\n");
+        out
+    }
+
+    /// Parses and checks a tokenizer file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<TokenizerFile, VocabError> {
+        let root: Value = serde_json::from_slice(bytes).map_err(|e| {
+            VocabError::new(
+                "",
+                format!("not JSON (line {}, column {}): {e}", e.line(), e.column()),
+            )
+        })?;
+        let Value::Object(obj) = root else {
+            return Err(VocabError::new("", "the file is not a JSON object"));
+        };
+        let format = get_str(&obj, "format")?;
+        if format != FORMAT_NAME {
+            return Err(VocabError::new(
+                "/format",
+                format!("format {format:?} is not {FORMAT_NAME:?}"),
+            ));
+        }
+        let version = get_u64(&obj, "version", "/version")?;
+        if version != FORMAT_VERSION {
+            return Err(VocabError::new(
+                "/version",
+                format!("file format version {version} is not supported (this build reads {FORMAT_VERSION})"),
+            ));
+        }
+        let tlv = get_u64(&obj, "token_layout_version", "/token_layout_version")?;
+        if tlv != TOKEN_LAYOUT_VERSION as u64 {
+            return Err(VocabError::new(
+                "/token_layout_version",
+                format!("base token layout version {tlv} is not supported (this build has {TOKEN_LAYOUT_VERSION})"),
+            ));
+        }
+        let name = get_str(&obj, "name")?.to_string();
+        let schema = obj
+            .get("schema")
+            .cloned()
+            .ok_or_else(|| missing("schema"))?;
+        let registry = match obj.get("registry").ok_or_else(|| missing("registry"))? {
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| {
+                    let uri = it.get("uri").and_then(Value::as_str).ok_or_else(|| {
+                        VocabError::new(format!("/registry/{i}/uri"), "missing or not a string")
+                    })?;
+                    let s = it.get("schema").cloned().ok_or_else(|| {
+                        VocabError::new(format!("/registry/{i}/schema"), "missing")
+                    })?;
+                    Ok((uri.to_string(), s))
+                })
+                .collect::<Result<Vec<_>, VocabError>>()?,
+            _ => return Err(VocabError::new("/registry", "not an array")),
+        };
+        let layout = match obj.get("layout") {
+            Some(Value::Object(m)) => m,
+            _ => return Err(VocabError::new("/layout", "missing or not an object")),
+        };
+        let base_size = u32_field(layout, "base_size", "/layout/base_size")?;
+        let n_positions = u32_field(layout, "n_positions", "/layout/n_positions")?;
+        let scope: MergeScope = serde_json::from_value(
+            obj.get("merge_scope")
+                .cloned()
+                .ok_or_else(|| missing("merge_scope"))?,
+        )
+        .map_err(|e| VocabError::new("/merge_scope", e.to_string()))?;
+        let dictionary = match obj.get("dictionary").ok_or_else(|| missing("dictionary"))? {
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| {
+                    it.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| VocabError::new(format!("/dictionary/{i}"), "not a string"))
+                })
+                .collect::<Result<Vec<_>, VocabError>>()?,
+            _ => return Err(VocabError::new("/dictionary", "not an array")),
+        };
+        let merges = match obj.get("merges").ok_or_else(|| missing("merges"))? {
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| {
+                    let pair = it.as_array().filter(|a| a.len() == 2);
+                    let part = |j: usize| {
+                        pair.and_then(|a| a[j].as_u64())
+                            .filter(|&x| x < u32::MAX as u64)
+                    };
+                    match (part(0), part(1)) {
+                        (Some(a), Some(b)) => Ok([a as u32, b as u32]),
+                        _ => Err(VocabError::new(
+                            format!("/merges/{i}"),
+                            "not a pair of ids [left, right]",
+                        )),
+                    }
+                })
+                .collect::<Result<Vec<_>, VocabError>>()?,
+            _ => return Err(VocabError::new("/merges", "not an array")),
+        };
+        let vocab = Vocab::new(base_size, scope, dictionary, merges, n_positions)?;
+        let file = TokenizerFile {
+            name,
+            schema,
+            registry,
+            vocab,
+            training: obj.get("training").cloned().unwrap_or(Value::Null),
+        };
+        // Every derived layout field must agree with what the dictionary and merges imply.
+        let expected = file.layout_json();
+        for (k, v) in expected.as_object().expect("layout is an object") {
+            match layout.get(k) {
+                Some(x) if json_u64(x) == json_u64(v) => {}
+                Some(x) => {
+                    return Err(VocabError::new(
+                        format!("/layout/{k}"),
+                        format!("{x} disagrees with the dictionary and merges, which imply {v}"),
+                    ))
+                }
+                None => return Err(VocabError::new(format!("/layout/{k}"), "missing")),
+            }
+        }
+        let stored = get_str(&obj, "hash")?;
+        let actual = file.content_hash();
+        if stored != actual {
+            return Err(VocabError::new(
+                "/hash",
+                format!("content hash mismatch: the file says {stored}, its content is {actual} (edited or corrupted)"),
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Reads a tokenizer file; errors name the file.
+    pub fn read(path: &Path) -> Result<TokenizerFile, VocabError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| VocabError::new("", format!("{}: {e}", path.display())))?;
+        TokenizerFile::from_bytes(&bytes)
+            .map_err(|e| VocabError::new(e.pointer, format!("{}: {}", path.display(), e.message)))
+    }
+
+    /// Writes atomically: a temporary file beside `path`, then a rename.
+    pub fn write(&self, path: &Path) -> Result<(), VocabError> {
+        let err = |e: std::io::Error| VocabError::new("", format!("{}: {e}", path.display()));
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let fname = path
+            .file_name()
+            .ok_or_else(|| VocabError::new("", format!("{}: not a file path", path.display())))?;
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            fname.to_string_lossy(),
+            std::process::id()
+        ));
+        let res = (|| {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&self.to_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res.map_err(err)
+    }
+}
+
+fn hash_fields(fields: &[(&str, Value)]) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in fields {
+        h.update(serde_json::to_vec(k).expect("a string serializes"));
+        h.update(b":");
+        h.update(serde_json::to_vec(v).expect("a Value serializes"));
+        h.update(b"\n");
+    }
+    let digest = h.finalize();
+    let mut s = String::with_capacity(7 + 64);
+    s.push_str("sha256:");
+    for b in digest.iter() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn missing(field: &str) -> VocabError {
+    VocabError::new(format!("/{field}"), "missing")
+}
+
+fn get_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, VocabError> {
+    obj.get(field)
+        .ok_or_else(|| missing(field))?
+        .as_str()
+        .ok_or_else(|| VocabError::new(format!("/{field}"), "not a string"))
+}
+
+fn json_u64(v: &Value) -> Option<u64> {
+    v.as_u64()
+}
+
+fn get_u64(obj: &Map<String, Value>, field: &str, ptr: &str) -> Result<u64, VocabError> {
+    obj.get(field)
+        .ok_or_else(|| missing(field))?
+        .as_u64()
+        .ok_or_else(|| VocabError::new(ptr, "not a non-negative integer"))
+}
+
+fn u32_field(obj: &Map<String, Value>, field: &str, ptr: &str) -> Result<u32, VocabError> {
+    let v = obj
+        .get(field)
+        .ok_or_else(|| VocabError::new(ptr, "missing"))?
+        .as_u64()
+        .ok_or_else(|| VocabError::new(ptr, "not a non-negative integer"))?;
+    u32::try_from(v).map_err(|_| VocabError::new(ptr, format!("{v} is too large")))
+}

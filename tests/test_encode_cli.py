@@ -1,0 +1,395 @@
+"""`tct-encode`: the CLI end to end (python -m tct.cli_encode in a subprocess, like a user).
+
+Fixtures are small trees and JSONL files written to tmp dirs, plus a few hundred real workflows
+from ../shared/data (skipped when the data is not there). Until the bundled trained tokenizer
+exists the tests use the untrained base tokenizer of the github-workflow schema (--schema).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import tct
+from conftest import require_data
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SCHEMA = DATA / "schemas" / "github-workflow.json"
+CORPUS = DATA / "workflows" / "workflows.jsonl.gz"
+
+
+@pytest.fixture(autouse=True)
+def _data():
+    """Skip without ../shared/data (fail under TCT_REQUIRE_DATA=1, as in CI)."""
+    require_data()
+
+
+def run_cli(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None):
+    """Run tct-encode with the same `tct` package this test imported."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = str(Path(tct.__file__).absolute().parents[1])
+    full_env.pop("TCT_TEST_FAIL_AFTER_DOCS", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "tct.cli_encode", *args],
+        input=stdin,
+        capture_output=True,
+        env=full_env,
+        timeout=300,
+    )
+
+
+def encode(src: Path | str, out: Path, *extra: str, **kw):
+    return run_cli(str(src), str(out), "--schema", str(SCHEMA), "--quiet", *extra, **kw)
+
+
+def same(a, b) -> bool:
+    """Value equality as JSON sees it: 1 != 1.0 != True, key order ignored."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def compact_size(doc) -> int:
+    return len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tct.Tokenizer.from_schema(str(SCHEMA))
+
+
+@pytest.fixture(scope="module")
+def records():
+    """300 real workflows (original YAML and the recorded JSON), spread over the corpus."""
+    require_data()
+    out = []
+    with gzip.open(CORPUS, "rt", encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if i % 97 == 0:
+                out.append(json.loads(line))
+            if len(out) == 300:
+                break
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_tree(tmp_path_factory, records):
+    """The records as a directory of .yml files (sorted walk order == record order)."""
+    root = tmp_path_factory.mktemp("tree")
+    for i, r in enumerate(records):
+        p = root / f"r{i // 100}" / f"{i:04d}.yml"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(r["yaml"].encode())
+    return root
+
+
+def decoded_docs(tok, out: Path) -> list:
+    shard = tct.read_shard(out)
+    docs = []
+    for i in range(len(shard)):
+        ids = shard.ids[shard.offsets[i] : shard.offsets[i + 1]]
+        assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id
+        text, consumed, total = tok.decode([int(x) for x in ids])
+        assert consumed == total == len(ids)
+        docs.append(json.loads(text))
+    return docs
+
+
+def test_yaml_tree_decodes_back_to_the_sources(tok, real_tree, records, tmp_path):
+    out = tmp_path / "tree.bin"
+    r = encode(real_tree, out, "--threads", "2")
+    assert r.returncode == 0, r.stderr.decode()
+    shard = tct.read_shard(out)
+    meta = shard.meta
+    assert meta["counts"]["documents"] == len(records)
+    assert meta["documents"]["source"][:2] == ["r0/0000.yml", "r0/0001.yml"]
+    assert meta["tokenizer"]["vocab_size"] == tok.vocab_size
+    docs = decoded_docs(tok, out)
+    for rec, doc, size in zip(records, docs, meta["documents"]["json_bytes"]):
+        assert same(doc, rec["json"]), rec["path"]
+        assert size == rec["json_bytes"] == compact_size(rec["json"])
+    assert meta["counts"]["json_bytes"] == sum(r["json_bytes"] for r in records)
+    assert meta["counts"]["fallback_documents"] == sum(not r["schema_valid"] for r in records)
+
+
+def test_jsonl_gz_and_stdin_decode_back(tok, records, tmp_path):
+    lines = "".join(json.dumps(r["json"], ensure_ascii=False) + "\n" for r in records[:120])
+    gz = tmp_path / "docs.jsonl.gz"
+    gz.write_bytes(gzip.compress(lines.encode()))
+    r1 = encode(gz, tmp_path / "gz.bin")
+    r2 = encode("-", tmp_path / "stdin.bin", stdin=lines.encode())
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
+    for name, prefix in (("gz.bin", "docs.jsonl.gz"), ("stdin.bin", "<stdin>")):
+        docs = decoded_docs(tok, tmp_path / name)
+        assert all(same(d, r["json"]) for d, r in zip(docs, records[:120]))
+        assert len(docs) == 120
+        meta = tct.read_shard(tmp_path / name).meta
+        assert meta["documents"]["source"][7] == f"{prefix}:8"
+    assert (tmp_path / "gz.bin").read_bytes() == (tmp_path / "stdin.bin").read_bytes()
+
+
+def test_one_and_two_threads_give_identical_files(real_tree, tmp_path):
+    for t in ("1", "2"):
+        r = encode(real_tree, tmp_path / f"t{t}.bin", "--threads", t, "--val-fraction", "0.25")
+        assert r.returncode == 0, r.stderr.decode()
+    for suffix in (".bin", ".idx", ".meta.json", ".val.bin", ".val.idx", ".val.meta.json"):
+        a = (tmp_path / f"t1{suffix}").read_bytes()
+        b = (tmp_path / f"t2{suffix}").read_bytes()
+        assert a == b, suffix
+
+
+PITFALLS = {
+    "norway.yml": (
+        "on: push\nyes: no\noff: y\nbools: [true, True, TRUE, false]\n",
+        {"on": "push", "yes": "no", "off": "y", "bools": [True, True, True, False]},
+    ),
+    "numbers.yml": (
+        "v: 3.10\noct: 0o17\ndec: 017\nhex: 0x1F\nbig: 123456789012345678901234567890\n"
+        "exp: 1e3\nneg0: -0.0\ninf: .inf\nnan: .NaN\nstr: '3.10'\n",
+        {
+            "v": 3.1,
+            "oct": 15,
+            "dec": 17,
+            "hex": 31,
+            "big": 123456789012345678901234567890,
+            "exp": 1000.0,
+            "neg0": -0.0,
+            "inf": "inf",
+            "nan": "nan",
+            "str": "3.10",
+        },
+    ),
+    "anchors.yml": (
+        "base: &b {runs-on: ubuntu-latest, env: {A: 1}}\n"
+        "jobs:\n  x: *b\n  y:\n    <<: *b\n    runs-on: windows-latest\n",
+        {
+            "base": {"runs-on": "ubuntu-latest", "env": {"A": 1}},
+            "jobs": {
+                "x": {"runs-on": "ubuntu-latest", "env": {"A": 1}},
+                "y": {"runs-on": "windows-latest", "env": {"A": 1}},
+            },
+        },
+    ),
+    "keys_and_dates.yml": (
+        "1: one\ntrue: t\n~: n\nwhen: 2024-01-02\nat: 2001-12-14t21:59:43.10-05:00\n",
+        {
+            "1": "one",
+            "true": "t",
+            "null": "n",
+            "when": "2024-01-02",
+            "at": "2001-12-14t21:59:43.10-05:00",
+        },
+    ),
+}
+
+
+def test_yaml_pitfalls(tok, tmp_path):
+    src = tmp_path / "pitfalls"
+    src.mkdir()
+    for name, (text, _) in PITFALLS.items():
+        (src / name).write_text(text)
+    (src / "zz_multi.yml").write_text("a: 1\n---\nb: 2\n")
+    out = tmp_path / "p.bin"
+    r = encode(src, out)
+    assert r.returncode == 1, r.stderr.decode()
+    meta = tct.read_shard(out).meta
+    assert meta["documents"]["source"] == sorted(PITFALLS)
+    for doc, name in zip(decoded_docs(tok, out), sorted(PITFALLS)):
+        assert same(doc, PITFALLS[name][1]), name
+    assert [x["source"] for x in meta["rejected"]] == ["zz_multi.yml"]
+    assert "several YAML documents" in meta["rejected"][0]["reason"]
+
+
+def test_directory_mixing_good_and_bad_files(tok, tmp_path):
+    src = tmp_path / "mixed"
+    (src / ".github" / "workflows").mkdir(parents=True)
+    good = {"on": "push", "jobs": {"b": {"runs-on": "x", "steps": [{"run": "make"}]}}}
+    (src / ".github" / "workflows" / "ci.yml").write_text(
+        "on: push\njobs:\n  b:\n    runs-on: x\n    steps:\n      - run: make\n"
+    )
+    (src / "good.json").write_text(json.dumps(good))
+    (src / "broken.json").write_text('{"on": ')
+    (src / "broken.yml").write_text("on: [push\n")
+    (src / "latin1.yml").write_bytes(b"name: caf\xe9\n")
+    (src / "empty.yaml").write_text("# nothing here\n")
+    (src / "dup.yml").write_text("on: push\non: pull_request\n")
+    (src / "readme.md").write_text("not a document")
+    out = tmp_path / "m.bin"
+    r = encode(src, out)
+    assert r.returncode == 1
+    meta = tct.read_shard(out).meta
+    assert meta["documents"]["source"] == [".github/workflows/ci.yml", "good.json"]
+    assert all(same(d, good) for d in decoded_docs(tok, out))
+    reasons = {x["source"]: x["reason"] for x in meta["rejected"]}
+    assert set(reasons) == {"broken.json", "broken.yml", "dup.yml", "empty.yaml", "latin1.yml"}
+    assert reasons["broken.json"].startswith("invalid JSON")
+    assert reasons["broken.yml"].startswith("YAML error at line")
+    assert reasons["latin1.yml"] == "invalid UTF-8 at byte 9"
+    assert reasons["empty.yaml"] == "empty document"
+    assert "duplicate key" in reasons["dup.yml"]
+    assert meta["counts"]["rejected"] == 5
+    # The summary names each bad file and its reason.
+    r = run_cli(str(src), str(tmp_path / "m2.bin"), "--schema", str(SCHEMA))
+    assert r.returncode == 1
+    assert "latin1.yml: invalid UTF-8 at byte 9" in r.stderr.decode()
+
+
+def test_nonconforming_documents_use_the_fallback(tok, tmp_path):
+    docs = [{"on": "push", "jobs": {"a": {"strategy": {"max-parallel": 5}}}}, {"name": 12}]
+    src = tmp_path / "nc.jsonl"
+    src.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    r = encode(src, tmp_path / "nc.bin")
+    assert r.returncode == 0
+    meta = tct.read_shard(tmp_path / "nc.bin").meta
+    assert meta["counts"]["fallback_documents"] == 2
+    assert all(same(a, b) for a, b in zip(decoded_docs(tok, tmp_path / "nc.bin"), docs))
+
+
+def no_outputs(d: Path, stem: str) -> bool:
+    return not any(p.name.startswith(stem + ".") for p in d.iterdir())
+
+
+def test_injected_failure_leaves_nothing(records, tmp_path):
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps(r["json"]) + "\n" for r in records))
+    out = tmp_path / "crash.bin"
+    r = encode(src, out, "--val-fraction", "0.5", env={"TCT_TEST_FAIL_AFTER_DOCS": "50"})
+    assert r.returncode == 2
+    assert "injected failure" in r.stderr.decode()
+    assert no_outputs(tmp_path, "crash"), sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_killed_process_leaves_no_complete_looking_output(records, tmp_path):
+    """SIGKILL mid-run: only temporaries may remain, never a .bin/.idx/.meta.json set."""
+    env = dict(os.environ, PYTHONPATH=str(Path(tct.__file__).absolute().parents[1]))
+    out = tmp_path / "killed.bin"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tct.cli_encode", "-", str(out), "--schema", str(SCHEMA), "--quiet"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdin is not None
+    for r in records[:100]:
+        proc.stdin.write((json.dumps(r["json"]) + "\n").encode())
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    # Wait until the run has started writing (temporaries exist), then kill it mid-stream.
+    while not any(".tmp-" in p.name for p in tmp_path.iterdir()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    names = {p.name for p in tmp_path.iterdir()}
+    assert not names & {"killed.bin", "killed.idx", "killed.meta.json"}, names
+    with pytest.raises((tct.ShardError, OSError)):
+        tct.read_shard(out)
+
+
+def test_shard_slices_cover_the_corpus_exactly_once(real_tree, records, tmp_path):
+    # One bad file too: its rejection must also be reported by exactly one slice.
+    (real_tree / "r9").mkdir(exist_ok=True)
+    (real_tree / "r9" / "bad.yml").write_text("a: [1\n")
+    try:
+        sources, rejected = [], []
+        for i in range(3):
+            out = tmp_path / f"s{i}.bin"
+            r = encode(real_tree, out, "--num-shards", "3", "--shard-index", str(i))
+            assert r.returncode in (0, 1)
+            meta = tct.read_shard(out).meta
+            assert meta["split"]["num_shards"] == 3 and meta["split"]["shard_index"] == i
+            sources += meta["documents"]["source"]
+            rejected += [x["source"] for x in meta["rejected"]]
+        assert len(sources) == len(set(sources)) == len(records)
+        assert rejected == ["r9/bad.yml"]
+    finally:
+        (real_tree / "r9" / "bad.yml").unlink()
+        (real_tree / "r9").rmdir()
+
+
+def test_val_split_is_deterministic_and_partitions(real_tree, records, tmp_path):
+    r = encode(real_tree, tmp_path / "a.bin", "--val-fraction", "0.2", "--seed", "5")
+    assert r.returncode == 0
+    train = tct.read_shard(tmp_path / "a.bin").meta
+    val = tct.read_shard(tmp_path / "a.val.bin").meta
+    assert train["split"]["kind"] == "train" and val["split"]["kind"] == "val"
+    both = train["documents"]["source"] + val["documents"]["source"]
+    assert sorted(both) == sorted(set(both)) and len(both) == len(records)
+    assert 0.1 < len(val["documents"]["source"]) / len(records) < 0.3
+    # The split of a document depends on (seed, source) only: a slice agrees with the whole.
+    encode(
+        real_tree, tmp_path / "b.bin", "--val-fraction", "0.2", "--seed", "5", "--num-shards", "2"
+    )
+    half = tct.read_shard(tmp_path / "b.val.bin").meta["documents"]["source"]
+    assert set(half) <= set(val["documents"]["source"])
+    # Another seed, another split.
+    encode(real_tree, tmp_path / "c.bin", "--val-fraction", "0.2", "--seed", "6")
+    assert (
+        tct.read_shard(tmp_path / "c.val.bin").meta["documents"]["source"]
+        != val["documents"]["source"]
+    )
+
+
+def test_max_tokens_skips_and_counts(real_tree, records, tmp_path):
+    out = tmp_path / "short.bin"
+    r = encode(real_tree, out, "--max-tokens", "1000")
+    assert r.returncode == 0
+    shard = tct.read_shard(out)
+    counts = shard.meta["counts"]
+    assert counts["skipped_too_long"] > 0 and counts["documents"] > 0
+    assert counts["documents"] + counts["skipped_too_long"] == len(records)
+    assert max(shard.offsets[1:] - shard.offsets[:-1]) <= 1000
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--shard-index", "3", "--num-shards", "3"],
+        ["--val-fraction", "1.5"],
+        ["--threads", "0"],
+        ["--max-tokens", "0"],
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, args):
+    (tmp_path / "x.jsonl").write_text('{"on": "push"}\n')
+    r = encode(tmp_path / "x.jsonl", tmp_path / "o.bin", *args)
+    assert r.returncode == 2
+    assert no_outputs(tmp_path, "o")
+
+
+def test_fatal_errors_exit_2(tmp_path):
+    (tmp_path / "x.jsonl").write_text('{"on": "push"}\n')
+    assert encode(tmp_path / "missing", tmp_path / "o.bin").returncode == 2
+    assert encode(tmp_path / "x.jsonl", tmp_path / "o.tokens").returncode == 2
+    assert encode(tmp_path / "x.jsonl", tmp_path / "no-such-dir" / "o.bin").returncode == 2
+    r = run_cli(str(tmp_path / "x.jsonl"), str(tmp_path / "o.bin"), "--tokenizer", "no-such-tok")
+    assert r.returncode == 2
+    assert no_outputs(tmp_path, "o")
+    assert encode(tmp_path / "x.jsonl", tmp_path / "o.bin").returncode == 0
+
+
+def test_progress_and_summary_on_stderr(tmp_path):
+    (tmp_path / "x.jsonl").write_text('{"on": "push", "jobs": {}}\n' * 50)
+    r = run_cli(str(tmp_path / "x.jsonl"), str(tmp_path / "o.bin"), "--schema", str(SCHEMA))
+    assert r.returncode == 0 and r.stdout == b""
+    err = r.stderr.decode()
+    assert "docs/s" in err and "MB/s" in err and "ETA" in err
+    assert "50 documents" in err
+    q = run_cli(
+        str(tmp_path / "x.jsonl"), str(tmp_path / "q.bin"), "--schema", str(SCHEMA), "--quiet"
+    )
+    assert q.returncode == 0 and q.stderr == b""

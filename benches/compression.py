@@ -153,7 +153,7 @@ def tct_row(args, train_docs: list, held_docs: list) -> dict | None:
     t = time.perf_counter()
     counts = [len(tok.encode(compact(d))) for d in held_docs]
     row = summarize(counts)
-    row["name"] = f"TCT-{tok.vocab_size()}"
+    row["name"] = f"TCT-{tok.vocab_size}"
     row["seconds"] = time.perf_counter() - t
     return row
 
@@ -205,6 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open(args.write_split / name, "w", encoding="utf-8") as f:
                 for d in docs:
                     f.write(compact(d) + "\n")
+        # The repository of each document, line by line (for repository-weighted training).
+        for name, recs in (("train.repos", train), ("heldout.repos", held)):
+            with open(args.write_split / name, "w", encoding="utf-8") as f:
+                for r in recs:
+                    f.write(r["repo"] + "\n")
     held_texts = [compact(d) for d in held_docs]
 
     rows = []

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+import tct
 from trainer import checkpoint
 from trainer.data import BatchLoader, DataError, DocumentSet, load_data
 from trainer.evaluate import evaluate
@@ -44,6 +45,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # Small shapes for speed; every run also gets an explicit --out and --max-steps.
 FAST = ["--preset", "tiny", "--sequence-len", "64", "--batch-size", "8", "--eval-tokens", "4096"]
 FAST += ["--log-every", "5", "--no-progress", "--device", "cpu"]
+
+
+# The fixture shard is encoded by tct-encode with the bundled tokenizer.
+_TOKENIZER = tct.load("github-workflow")
+TCT_VOCAB = _TOKENIZER.vocab_size
+TCT_BOS = _TOKENIZER.bos_id
+TCT_POSITION_RANGE = _TOKENIZER.position_range
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +100,7 @@ def test_eval_windows_score_every_token_but_bos_exactly_once(
             assert np.array_equal(x[0, :n], stream[p : p + n])  # inputs are the stream
             target_pos = p + 1 + np.arange(T)
         else:
-            lo, hi = BYTE_POSITION_RANGE
+            lo, hi = TCT_POSITION_RANGE
             assert lo <= x[0, 0] < hi
             assert x[0, 0] - lo == min(loader.plan.doc_pos[w], hi - lo - 1)
             n = min(T - 1, len(stream) - p)
@@ -101,7 +109,7 @@ def test_eval_windows_score_every_token_but_bos_exactly_once(
         scored = y[0] >= 0
         assert np.array_equal(y[0][scored], stream[target_pos[scored]])  # targets are the stream
         hits[target_pos[scored]] += 1
-    is_bos = stream == BYTE_BOS
+    is_bos = stream == TCT_BOS
     assert (hits[~is_bos] == 1).all() and (hits[is_bos] == 0).all()
     assert hits.sum() == docs.predicted_tokens
 
@@ -113,7 +121,8 @@ def test_windows_start_at_bos_unless_inside_a_long_document(shard: Path) -> None
     # A window begins mid-document only as the continuation of the window before it.
     for i in np.flatnonzero(doc_pos > 0):
         assert starts[i] - starts[i - 1] == 64 and doc_pos[i] == doc_pos[i - 1] + 64
-    assert (doc_pos == 0).sum() == data.train.num_docs  # every document gets a BOS-aligned window
+    # Windows start at documents' BOS; several short documents can share one window.
+    assert 0 < (doc_pos == 0).sum() <= data.train.num_docs
 
 
 def test_order_is_deterministic_and_resumable(shard: Path) -> None:
@@ -153,13 +162,13 @@ def test_bits_per_byte_is_exact_for_a_uniform_model(shard: Path) -> None:
     """A model whose logits are all zero pays ln(V) nats on every scored token."""
     data = load_data(str(shard), None, 0.05)
     assert data.val is not None
-    model = GPT(GPTConfig(vocab_size=BYTE_VOCAB, sequence_len=64, n_layer=1, n_head=2, n_embd=32))
+    model = GPT(GPTConfig(vocab_size=TCT_VOCAB, sequence_len=64, n_layer=1, n_head=2, n_embd=32))
     torch.nn.init.zeros_(model.lm_head.weight)
     loader = BatchLoader(data.val, data.tokenizer, sequence_len=64, batch_size=8)
     result = evaluate(model, loader, torch.autocast("cpu", enabled=False))
     assert result["val_tokens"] == data.val.predicted_tokens
-    assert result["val_loss"] == pytest.approx(math.log(BYTE_VOCAB), rel=1e-6)
-    expected_bpb = data.val.predicted_tokens * math.log2(BYTE_VOCAB) / data.val.total_json_bytes
+    assert result["val_loss"] == pytest.approx(math.log(TCT_VOCAB), rel=1e-6)
+    expected_bpb = data.val.predicted_tokens * math.log2(TCT_VOCAB) / data.val.total_json_bytes
     assert result["val_bpb"] == pytest.approx(expected_bpb, rel=1e-6)
 
 
@@ -216,9 +225,7 @@ def test_one_batch_can_be_overfit(shard: Path) -> None:
         data.train, data.tokenizer, sequence_len=64, batch_size=8, seed=0
     ).next_batch()
     torch.manual_seed(0)
-    model = GPT(
-        GPTConfig(vocab_size=BYTE_VOCAB, **{**PRESETS["tiny"]["model"], "sequence_len": 64})
-    )
+    model = GPT(GPTConfig(vocab_size=TCT_VOCAB, **{**PRESETS["tiny"]["model"], "sequence_len": 64}))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     first = None
     for _ in range(60):
@@ -243,14 +250,14 @@ def test_loss_falls_and_outputs_are_written(shard: Path, tmp_path: Path) -> None
     val = [r for r in records if "val_loss" in r]
     assert [r["step"] for r in val] == [20, 40]
     assert records[-1]["train_loss"] < records[0]["train_loss"] - 0.7
-    assert val[-1]["val_loss"] < math.log(BYTE_VOCAB) - 1.5
+    assert val[-1]["val_loss"] < math.log(TCT_VOCAB) - 1.5
     assert val[-1]["val_bpb"] < val[0]["val_bpb"]
     assert (out / "loss_curve.png").stat().st_size > 1000
     assert checkpoint.list_steps(out) == [40]
     meta = json.loads((out / "meta_000040.json").read_text())
     assert (
-        meta["tokenizer"]["name"] == "test-bytes"
-        and meta["model_config"]["vocab_size"] == BYTE_VOCAB
+        meta["tokenizer"]["name"] == "github-workflow"
+        and meta["model_config"]["vocab_size"] == TCT_VOCAB
     )
 
 
@@ -271,7 +278,7 @@ def test_position_window_format_trains(shard: Path, tmp_path: Path) -> None:
     )
     assert rc == 0
     meta = json.loads((out / "meta_000005.json").read_text())
-    assert meta["model_config"]["vocab_size"] == BYTE_POSITION_RANGE[1]  # covers the position ids
+    assert meta["model_config"]["vocab_size"] == TCT_POSITION_RANGE[1]  # covers the position ids
     assert math.isfinite(read_metrics(out / "metrics.jsonl")[-1]["val_loss"])
 
 

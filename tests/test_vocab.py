@@ -123,15 +123,15 @@ def test_train_save_load_round_trip(tmp_path: Path) -> None:
     schema = json.loads(SCHEMA.read_text())
     docs = _small_corpus()
     tok = tct.train(schema, docs[:250], vocab_size=2048)
-    assert tok.vocab_size() <= 2048
+    assert tok.vocab_size <= 2048
     path = tmp_path / "tok.json"
     tok.save(path)
     back = tct.load(path)
-    assert back.vocab_size() == tok.vocab_size()
+    assert back.vocab_size == tok.vocab_size
     for d in docs[250:]:
         ids = tok.encode(json.dumps(d))
         assert back.encode(json.dumps(d)) == ids
-        assert all(i < tok.vocab_size() - 3 for i in ids)
+        assert all(i < tok.vocab_size - 3 for i in ids)
         assert json.loads(back.decode(ids)[0]) == d
     # Deterministic: the same input gives the same file, byte for byte.
     again = tct.train(schema, docs[:250], vocab_size=2048)
@@ -152,4 +152,4 @@ def test_cli_writes_a_loadable_file(tmp_path: Path) -> None:
     out = tmp_path / "wf.json"
     assert main([str(SCHEMA), str(corpus), str(out), "--vocab-size", "1024", "--quiet"]) == 0
     tok = tct.load(out)
-    assert tok.vocab_size() <= 1024
+    assert tok.vocab_size <= 1024

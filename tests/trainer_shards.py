@@ -119,22 +119,25 @@ def read_workflows(n: int, skip: int = 0) -> list[tuple[bytes, str]]:
 
 
 def build_test_shard(directory: str | Path, n_docs: int = 300, name: str = "train") -> Path:
-    """A small shard of real workflows in `directory`; returns its .bin path.
+    """A small shard of real workflows in `directory`, encoded by `tct-encode` with the bundled
+    `github-workflow` tokenizer; returns its .bin path.
 
-    SWITCH POINT: replace the byte-level encoding below with `tct-encode` once it exists.
     Without ../shared/data the calling test is skipped (a failure under TCT_REQUIRE_DATA=1)."""
+    import subprocess
+    import sys
+
     from conftest import require_data  # imported here: the benchmark uses make_shard without pytest
 
     require_data()
-    docs = read_workflows(n_docs)
-    return make_shard(
-        Path(directory) / f"{name}.bin",
-        [np.frombuffer(text, dtype=np.uint8) for text, _ in docs],
-        BYTE_VOCAB,
-        [len(text) for text, _ in docs],
-        bos_id=BYTE_BOS,
-        eos_id=BYTE_EOS,
-        pad_id=BYTE_PAD,
-        position_range=BYTE_POSITION_RANGE,
-        sources=[src for _, src in docs],
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    source = directory / f"{name}-source.jsonl"
+    with source.open("wb") as f:
+        for text, _ in read_workflows(n_docs):
+            f.write(text + b"\n")
+    out = directory / f"{name}.bin"
+    subprocess.run(
+        [sys.executable, "-m", "tct.cli_encode", str(source), str(out), "--quiet"],
+        check=True,
     )
+    return out

@@ -351,6 +351,16 @@ class Tokenizer:
         """
         return self._core.encode(_document_bytes(doc))
 
+    def encode_prefix(self, doc: Any) -> list[int]:
+        """Ids of a *partial document* used as a generation prompt (no BOS).
+
+        The prompt is encoded in full, then the arrays and maps on its last path (the root's
+        last value, that value's last value, ...) are left open, so generation continues inside
+        the innermost of them. `{"name": "CI", "on": "push", "jobs": {}}` means "write the jobs".
+        The prompt must conform to the schema, else `EncodeError` says where it does not.
+        """
+        return self._core.encode_prefix(_document_bytes(doc))
+
     def encode_detailed(self, doc: Any) -> Encoding:
         """Like `encode`, plus `.fallbacks`: the JSON pointers where the document did not
         conform to the schema and the generic path was used."""

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.quiet:
         print(
-            f"tct-train: wrote {args.out} (vocab_size {tok.vocab_size()}) "
+            f"tct-train: wrote {args.out} (vocab_size {tok.vocab_size}) "
             f"in {time.perf_counter() - t:.1f}s",
             file=sys.stderr,
         )

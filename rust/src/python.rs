@@ -278,6 +278,11 @@ impl PyMatcher {
         self.inner.is_complete()
     }
 
+    /// What the matcher waits for next (`"object"`, `"string"`, ...): for profiling.
+    fn top_kind(&self) -> &'static str {
+        self.inner.top_kind()
+    }
+
     /// The valid document nearest the current prefix, as compact JSON.
     #[pyo3(signature = (complete = true))]
     fn document(&self, py: Python<'_>, complete: bool) -> PyResult<String> {
@@ -521,6 +526,13 @@ impl PyTokenizer {
             Err(crate::error::TctTrainError::Schema(e)) => Err(schema_error(py, e, None)),
             Err(crate::error::TctTrainError::Document(i, e)) => Err(encode_error(py, e, Some(i))),
         }
+    }
+
+    /// The ids of a partial document used as a generation prompt (see `Tokenizer::encode_prefix`).
+    fn encode_prefix(&self, py: Python<'_>, doc: &[u8]) -> PyResult<Vec<u32>> {
+        let inner = &self.inner;
+        py.detach(|| crate::tokenizer::parse_json(doc).and_then(|v| inner.encode_prefix(&v)))
+            .map_err(|e| encode_error(py, e, None))
     }
 
     /// A random document drawn under the matcher's mask: `(ids, json_text)`. For fuzzing.

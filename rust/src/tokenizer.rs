@@ -795,8 +795,10 @@ impl Tokenizer {
             cfg.scope = s;
         }
         cfg.progress = opts.progress;
-        let (vocab, report) = crate::vocab::bpe_train::train_with_report(&streams, &cfg)
+        let (vocab, mut report) = crate::vocab::bpe_train::train_with_report(&streams, &cfg)
             .map_err(|e| TctTrainError::Schema(e.into()))?;
+        // Wall-clock times would make the file differ between identical runs: keep them out.
+        report.seconds.clear();
         let file = TokenizerFile {
             name: opts.name.clone(),
             schema: schema.clone(),
@@ -815,5 +817,49 @@ impl Tokenizer {
     /// `(first, end)` of the position-id range, above the content vocabulary.
     pub fn position_range(&self) -> (u32, u32) {
         self.vocab().position_range()
+    }
+}
+
+impl Tokenizer {
+    /// Encode a *partial document* as a generation prompt.
+    ///
+    /// The rule: the prompt is encoded in full, then the containers on its *last path* (the
+    /// root, its last value, that value's last value, ...) that are arrays or maps are left
+    /// open: their closing ids are dropped, so generation continues by adding items or entries
+    /// to the innermost of them, then closes them in order. Everything the prompt gives is kept
+    /// as given. Example: `{"name": "CI", "on": "push", "jobs": {}}` leaves `jobs` open, so the
+    /// model writes the jobs. Objects' named keys are decided up front (their key list), so a
+    /// prompt cannot leave room for more named keys of an object it already spells.
+    ///
+    /// The prompt must conform to the schema (the matcher never accepts the fallback path):
+    /// otherwise an `EncodeError` names where it does not.
+    pub fn encode_prefix(&self, doc: &Value) -> Result<Vec<u32>, EncodeError> {
+        let (mut base, fallbacks) = Encoder::new(&self.inner.graph).encode_document(doc)?;
+        if let Some(p) = fallbacks.first() {
+            return Err(EncodeError::at(
+                p.clone(),
+                "the prompt does not conform to the schema here",
+            ));
+        }
+        // Replay, remembering which ids close an array or a map (and at what depth).
+        let mut m = Machine::new(self.inner.graph.clone(), Mode::Strict, false);
+        let mut closes_container = vec![false; base.len()];
+        for (i, &t) in base.iter().enumerate() {
+            // A value that opens lazily is looked at opened (an empty `[]` or `{}` closes at once).
+            let kind = m.opened().map_or(m.top_kind(), |o| o.top_kind());
+            m.step(t).map_err(|e| {
+                EncodeError::at("", format!("internal: prompt does not replay: {e}"))
+            })?;
+            closes_container[i] = matches!(
+                (kind, t),
+                ("array" | "generic-array", crate::base::ARR_END)
+                    | ("map" | "generic-object", crate::base::END)
+            );
+        }
+        // Drop the trailing run of container closings (the open tail of the last path).
+        while !base.is_empty() && closes_container[base.len() - 1] {
+            base.pop();
+        }
+        Ok(self.vocab().apply(&base))
     }
 }

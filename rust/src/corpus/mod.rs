@@ -23,7 +23,10 @@ impl TokenizerInfo {
             pad_id: tok.pad_id(),
             bos_id: tok.bos_id(),
             eos_id: tok.eos_id(),
-            position_range: None,
+            position_range: Some({
+                let (lo, hi) = tok.position_range();
+                [lo, hi]
+            }),
         }
     }
 }

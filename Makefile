@@ -1,7 +1,7 @@
 # CI runs these targets (.ci/run runs `make install test`, the README's test command).
 #   make install      build the Rust extension with maturin (through pip) and install tct + extras
 #   make lint         rustfmt, clippy, ruff check, ruff format --check
-#   make test-rust    cargo test --release
+#   make test-rust    cargo test (the optimised `fast` profile: release speed, quicker to build)
 #   make test-python  pytest (whole corpus included)
 #   make test         lint + test-rust + test-python
 #   make test-fast    pytest without the `slow` whole-corpus tests
@@ -33,7 +33,7 @@ fmt:
 	$(PYTHON) -m ruff check --fix .
 
 test-rust:
-	$(CARGO) test --release
+	$(CARGO) test --profile fast
 
 test-python:
 	$(PYTHON) -m pytest -q

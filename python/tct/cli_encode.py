@@ -204,6 +204,15 @@ def main(argv: list[str] | None = None) -> int:
         err.write(f"tct-encode: cannot load the tokenizer: {e}\n")
         return EXIT_FATAL
 
+    # Like `mkdir -p`: a fresh output directory is the common case (`out/corpus.bin`).
+    parent = os.path.dirname(args.output)
+    if parent:
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:
+            err.write(f"tct-encode: cannot create the output directory {parent}: {e}\n")
+            return EXIT_FATAL
+
     progress = None if args.quiet else ProgressBar(err)
     try:
         summary = _tct.encode_corpus(

@@ -290,3 +290,87 @@ fn profile_matcher_by_frame_kind() {
         );
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|i| json!(i)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+            "\\PC{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(("[a-z\\-]{0,8}", inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn typed() -> Tokenizer {
+        tok(json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "on": {"oneOf": [{"type": "string", "enum": ["push", "pull_request"]}, {"type": "array", "items": {"type": "string"}}]},
+                "n": {"type": "integer", "minimum": 0, "maximum": 100},
+                "env": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
+            },
+            "required": ["on"],
+            "additionalProperties": false
+        }))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_json_round_trips_against_the_empty_schema(v in json_value()) {
+            let t = tok(json!({}));
+            let enc = t.encode_value(&v).unwrap();
+            prop_assert!(enc.fallbacks.is_empty());
+            let back: Value = serde_json::from_str(&t.decode(&enc.ids).unwrap().json).unwrap();
+            prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn any_json_round_trips_against_a_typed_schema(v in json_value()) {
+            let t = typed();
+            let enc = t.encode_value(&v).unwrap();
+            let back: Value = serde_json::from_str(&t.decode(&enc.ids).unwrap().json).unwrap();
+            prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn random_ids_never_panic(ids in prop::collection::vec(0u32..400, 0..200)) {
+            let t = typed();
+            let _ = t.decode(&ids);
+            let mut m = t.matcher();
+            let mut allowed = vec![false; t.vocab_size() as usize];
+            let mut started = false;
+            for id in ids {
+                m.fill_allowed(&mut allowed);
+                let ok = m.advance(id).is_ok();
+                // BOS is accepted (and ignored) only before the document starts.
+                let expected = allowed.get(id as usize).copied().unwrap_or(false) || (id == t.bos_id() && !started);
+                prop_assert_eq!(ok, expected, "id {}", id);
+                started |= ok && id != t.bos_id();
+            }
+        }
+
+        #[test]
+        fn masked_walks_conform(seed in any::<u64>()) {
+            let t = typed();
+            let (_, doc) = t.random_document(seed, 60).unwrap();
+            let v: Value = serde_json::from_str(&doc).unwrap();
+            prop_assert!(t.encode_value(&v).unwrap().fallbacks.is_empty(), "{}", doc);
+        }
+    }
+}

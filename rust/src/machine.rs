@@ -21,7 +21,7 @@ pub enum Mode {
 }
 
 /// A small bit set over property indices.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Bits(Vec<u64>);
 
 impl Bits {
@@ -39,7 +39,7 @@ impl Bits {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum StrKind {
     Value(NodeId),
     /// A key of the map part of this object node.
@@ -48,7 +48,7 @@ enum StrKind {
     GenericKey,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Frame {
     /// A value of this node starts with the next token.
     Value(NodeId),
@@ -319,6 +319,10 @@ pub(crate) fn header_feasible(g: &Graph, o: &ObjSpec, sel: &Bits, next: usize) -
     true
 }
 
+/// See [`Machine::top_key`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FrameKey(Vec<Frame>);
+
 /// See [`Machine::string_top`].
 pub struct StringTop {
     pub spec: Arc<StrSpec>,
@@ -390,6 +394,13 @@ impl Machine {
             }
             _ => None,
         }
+    }
+
+    /// The top `k` frames as a hashable key: what a short token sequence that stays within
+    /// them can depend on.
+    pub fn top_key(&self, k: usize) -> FrameKey {
+        let n = self.stack.len();
+        FrameKey(self.stack[n.saturating_sub(k)..].to_vec())
     }
 
     /// A copy holding only the top `k` frames. Stepping it is exact until it would pop its

@@ -39,6 +39,13 @@ struct Inner {
     tables: VocabTables,
 }
 
+/// How many top frames a structural simulation runs on (and its cache is keyed by): trained ids
+/// are short, so they rarely reach further down. Measured on the bundled tokenizer: 2 frames
+/// left unions uncached (a constant branch closes them and the next property starts).
+const CONTEXT_FRAMES: usize = 3;
+
+type StructCache = std::collections::HashMap<(crate::machine::FrameKey, bool), Arc<Vec<u32>>>;
+
 /// (string spec address, automaton state) -> mask over trained ids.
 type PatternCache = std::collections::HashMap<(usize, Vec<u32>), Arc<Vec<bool>>>;
 
@@ -59,6 +66,9 @@ struct VocabTables {
     /// Masks over trained ids for constrained strings, by (spec, state): strings with patterns
     /// recur in few states, so each state is simulated once per tokenizer.
     pattern_cache: std::sync::Mutex<PatternCache>,
+    /// Structural-context results: (top frames, closing_only) -> allowed trained ids, for
+    /// contexts where every candidate was decided within those frames.
+    struct_cache: std::sync::Mutex<StructCache>,
     /// Ids the string tables cannot decide: expansions that start with a structural id, plus
     /// (outside string contexts) those starting with a byte.
     simulate_ids: Vec<u32>,
@@ -108,6 +118,7 @@ impl VocabTables {
             bytes_end,
             by_content,
             pattern_cache: Default::default(),
+            struct_cache: Default::default(),
             simulate_ids,
         }
     }
@@ -517,7 +528,19 @@ impl Matcher {
             return;
         }
         // Ids whose expansion starts with a structural id (or with a byte outside a string
-        // context, e.g. a number digit): simulate those whose first base id is allowed.
+        // context, e.g. a number digit): simulate those whose first base id is allowed. The
+        // result is cached by the top frames when every candidate was decided within them.
+        let key = (m.depth() >= CONTEXT_FRAMES).then(|| (m.top_key(CONTEXT_FRAMES), closing_only));
+        if let Some(k) = &key {
+            if let Some(ids) = t.struct_cache.lock().ok().and_then(|c| c.get(k).cloned()) {
+                for &id in ids.iter() {
+                    out[id as usize] = true;
+                }
+                return;
+            }
+        }
+        let mut found = Vec::new();
+        let mut local = true;
         for &id in &t.simulate_ids {
             if id as usize >= end {
                 continue;
@@ -532,8 +555,18 @@ impl Matcher {
             if !base[first_base as usize] {
                 continue;
             }
-            if Self::accepts_base_seq(m, e) {
+            let (ok, within) = Self::accepts_base_seq(m, e);
+            local &= within;
+            if ok {
                 out[id as usize] = true;
+                found.push(id);
+            }
+        }
+        if let (Some(k), true) = (key, local) {
+            if let Ok(mut c) = t.struct_cache.lock() {
+                if c.len() < 200_000 {
+                    c.insert(k, Arc::new(found));
+                }
             }
         }
     }
@@ -593,28 +626,24 @@ impl Matcher {
         mask
     }
 
-    /// Whether `m` accepts `seq`. Tried first on a copy of the top two frames (cheap); only
-    /// a sequence that runs past them is replayed on a full copy.
-    fn accepts_base_seq(m: &Machine, seq: &[u32]) -> bool {
-        let mut small = m.top_copy(2);
-        let mut ok = true;
-        for (i, &b) in seq.iter().enumerate() {
+    /// Whether `m` accepts `seq`, and whether that was decided within the top frames.
+    /// Tried first on a copy of those frames (cheap); a sequence that runs past them is
+    /// replayed on a full copy.
+    fn accepts_base_seq(m: &Machine, seq: &[u32]) -> (bool, bool) {
+        let mut small = m.top_copy(CONTEXT_FRAMES);
+        for &b in seq {
             if small.is_done() {
-                if i == 0 {
-                    break;
-                }
-                return Self::accepts_base_seq_full(m, seq);
+                return (Self::accepts_base_seq_full(m, seq), false);
             }
             if small.step(b).is_err() {
-                ok = false;
-                break;
+                if small.depth() >= 2 {
+                    return (false, true);
+                }
+                // A failure after popping out of the copied frames may depend on those below.
+                return (Self::accepts_base_seq_full(m, seq), false);
             }
         }
-        if ok || small.depth() >= 2 {
-            return ok;
-        }
-        // A failure after popping out of the copied frames may depend on the frames below.
-        Self::accepts_base_seq_full(m, seq)
+        (true, true)
     }
 
     fn accepts_base_seq_full(m: &Machine, seq: &[u32]) -> bool {

@@ -375,7 +375,8 @@ def test_fatal_errors_exit_2(tmp_path):
     (tmp_path / "x.jsonl").write_text('{"on": "push"}\n')
     assert encode(tmp_path / "missing", tmp_path / "o.bin").returncode == 2
     assert encode(tmp_path / "x.jsonl", tmp_path / "o.tokens").returncode == 2
-    assert encode(tmp_path / "x.jsonl", tmp_path / "no-such-dir" / "o.bin").returncode == 2
+    # An output directory that cannot be created (its parent is a file).
+    assert encode(tmp_path / "x.jsonl", tmp_path / "x.jsonl" / "o.bin").returncode == 2
     r = run_cli(str(tmp_path / "x.jsonl"), str(tmp_path / "o.bin"), "--tokenizer", "no-such-tok")
     assert r.returncode == 2
     assert no_outputs(tmp_path, "o")

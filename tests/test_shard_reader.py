@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tct
 from tct.shard import ShardError, read_shard, shard_paths
 from trainer_shards import BYTE_BOS, BYTE_EOS, BYTE_PAD, BYTE_VOCAB, build_test_shard, make_shard
 
@@ -32,12 +33,15 @@ def test_reads_documents_as_written(good: Path) -> None:
     assert len(shard) == 40
     assert shard.ids.dtype == np.uint16 and shard.offsets.dtype == np.int64
     assert shard.offsets[0] == 0 and shard.offsets[-1] == len(shard.ids)
-    assert shard.meta["tokenizer"]["vocab_size"] == BYTE_VOCAB == shard.vocab_size
+    tok = tct.load("github-workflow")  # the fixture shard is encoded with the bundled tokenizer
+    assert shard.meta["tokenizer"]["vocab_size"] == tok.vocab_size == shard.vocab_size
+    assert shard.meta["tokenizer"]["hash"] == tok.hash
     for i in range(len(shard)):
         d = shard.doc(i)
-        assert d[0] == BYTE_BOS and d[-1] == BYTE_EOS
-        assert len(d) - 2 == shard.meta["documents"]["json_bytes"][i]  # byte-level test tokenizer
-        json.loads(bytes(d[1:-1].astype(np.uint8)))  # the content is the compact JSON itself
+        assert d[0] == tok.bos_id and d[-1] == tok.eos_id
+        text, consumed, _ = tok.decode(d)  # every document decodes (BOS and EOS consumed)
+        assert consumed == len(d)
+        assert len(text.encode()) == shard.meta["documents"]["json_bytes"][i]
     assert np.array_equal(shard.doc(-1), shard.doc(39))
     with pytest.raises(IndexError):
         shard.doc(40)
@@ -92,7 +96,7 @@ def _damage(kind: str, bin_p: Path, idx_p: Path, meta_p: Path) -> Path:
         bin_p.write_bytes(bin_p.read_bytes()[:-2])
         return idx_p  # the index and the .bin disagree; the index's last offset is named
     if kind == "id out of range":
-        _patch(bin_p, 2 * 10, (BYTE_VOCAB + 5).to_bytes(2, "little"))
+        _patch(bin_p, 2 * 10, (tct.load("github-workflow").vocab_size + 5).to_bytes(2, "little"))
         return bin_p
     if kind == "missing BOS":
         _patch(bin_p, 0, (65).to_bytes(2, "little"))

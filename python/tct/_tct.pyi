@@ -2,7 +2,7 @@
 # Users import `tct`; `tct.Tokenizer` wraps `_tct.Tokenizer` and normalises inputs, while
 # `Encoding` and `Matcher` are re-exported as they are.
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,8 @@ class Matcher:
     def allowed(self) -> npt.NDArray[np.bool_]:
         """Mask of length `vocab_size`: True for every id that keeps the sequence valid."""
     def is_complete(self) -> bool: ...
+    def top_kind(self) -> str:
+        """What the matcher waits for next (for profiling)."""
     def document(self, complete: bool = True) -> str:
         """Compact JSON of the valid document nearest the current prefix."""
     @property
@@ -56,6 +58,36 @@ class Tokenizer:
     ) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.int64]]: ...
     def decode(self, ids: Iterable[int]) -> tuple[str, int, int]: ...
     def matcher(self) -> Matcher: ...
+    @staticmethod
+    def train(
+        schema: bytes,
+        registry: list[tuple[str, bytes]],
+        docs: list[bytes],
+        vocab_size: int,
+        dictionary_size: int | None = None,
+        merge_scope: str | None = None,
+        name: str = "tokenizer",
+        progress: bool = False,
+        num_threads: int | None = None,
+    ) -> Tokenizer:
+        """Train a vocabulary in Rust, in parallel, with the GIL released. `merge_scope` is
+        `"strings"`, `"structure-runs"` or `"across"`."""
+    def encode_prefix(self, doc: bytes) -> list[int]:
+        """Ids of a partial document used as a generation prompt (its last path left open)."""
+    def random_document(self, seed: int, max_tokens: int = 512) -> tuple[list[int], str]:
+        """A document drawn under the matcher's mask: `(ids, json_text)`; `ids` stops at
+        `max_tokens`, and the text is closed by the smallest valid completion."""
+    def matcher_accepts(self, ids: Iterable[int], check_every: int = 0) -> None:
+        """Raise `tct.DecodeError` unless the matcher accepts `ids` id by id and ends complete,
+        checking the allowed mask every `check_every` steps (0: never)."""
+    def extract_window(self, ids: Iterable[int], start: int, end: int) -> list[int]:
+        """`[position_id(start)] + ids[start:end]`; `ValueError` if the window is not inside."""
+    @property
+    def position_range(self) -> tuple[int, int]:
+        """`(first, end)` of the window format's position ids, above `vocab_size`."""
+    @property
+    def base_size(self) -> int:
+        """Number of base ids (bytes, structure, choices) before the trained ids."""
     @property
     def name(self) -> str: ...
     @property
@@ -70,3 +102,26 @@ class Tokenizer:
     def bos_id(self) -> int: ...
     @property
     def eos_id(self) -> int: ...
+
+def encode_corpus(
+    tokenizer: Tokenizer,
+    input: str,
+    output: str,
+    *,
+    threads: int = 1,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    max_tokens: int | None = None,
+    progress: Callable[[dict[str, Any]], object] | None = None,
+) -> dict[str, Any]:
+    """Encode a corpus into token shards (docs/shard-format.md) with the GIL released.
+
+    `progress` is called with a dict (`items`, `documents`, `rejected`, `skipped_too_long`,
+    `tokens`, `input_bytes`, `elapsed_s`, `fraction`, `finished`) about every 200 ms. Returns
+    `{"train": counts, "val": counts | None, "outputs": [[bin, idx, meta], ...], "items",
+    "input_bytes", "elapsed_s", "rejected_sample", "tokenizer": (name, hash, vocab_size)}`,
+    where counts has `documents`, `tokens`, `json_bytes`, `fallback_documents`, `rejected` and
+    `skipped_too_long`. Usage errors raise `ValueError`, run errors `tct.TctError`.
+    """

@@ -24,6 +24,8 @@ pub struct Encoder<'g, 'v> {
     pub fallbacks: Vec<String>,
     path: Vec<Seg<'v>>,
     error: Option<EncodeError>,
+    /// Accept arrays and maps below their minimum counts (a prompt's open containers).
+    pub relax_min: bool,
 }
 
 fn const_eq(c: &str, v: &Value) -> bool {
@@ -44,6 +46,7 @@ impl<'g, 'v> Encoder<'g, 'v> {
             fallbacks: Vec::new(),
             path: Vec::new(),
             error: None,
+            relax_min: false,
         }
     }
 
@@ -185,6 +188,11 @@ impl<'g, 'v> Encoder<'g, 'v> {
         let g = self.g;
         match &g.nodes[n as usize] {
             Node::Any => {
+                // Typed `{}` values must be what the matcher can produce: numbers within its
+                // bounded grammar (others still round-trip, through the fallback).
+                if !numbers_generable(v) {
+                    return false;
+                }
                 self.generic(v);
                 true
             }
@@ -214,7 +222,10 @@ impl<'g, 'v> Encoder<'g, 'v> {
             Node::Num(spec) => match v {
                 Value::Number(x) => {
                     let t = x.to_string();
-                    if number_grammar_ok(&t, spec.integer) && spec.accepts_value(&t) {
+                    // Bounded numbers are generated without exponents (see machine.rs).
+                    let bounded = spec.min.is_some() || spec.max.is_some();
+                    let exp_ok = !bounded || !t.contains(['e', 'E']);
+                    if exp_ok && number_grammar_ok(&t, spec.integer) && spec.accepts_value(&t) {
                         self.push_bytes(&t);
                         true
                     } else {
@@ -228,7 +239,7 @@ impl<'g, 'v> Encoder<'g, 'v> {
                     return false;
                 };
                 let len = items.len() as u64;
-                if len < a.min_items || a.max_items.is_some_and(|m| len > m) {
+                if (len < a.min_items && !self.relax_min) || a.max_items.is_some_and(|m| len > m) {
                     return false;
                 }
                 if a.items.is_none() && items.len() > a.prefix.len() {
@@ -329,7 +340,9 @@ impl<'g, 'v> Encoder<'g, 'v> {
             return false;
         }
         let count = present.count() + entries.len() as u64;
-        if count < o.min_props || o.max_props.is_some_and(|mx| count > mx) {
+        if (count < o.min_props && !(self.relax_min && o.map.is_some()))
+            || o.max_props.is_some_and(|mx| count > mx)
+        {
             return false;
         }
         // Map entries: each key must be accepted, with an entry schema that admits a value.
@@ -392,4 +405,14 @@ impl<'g, 'v> Encoder<'g, 'v> {
 /// through the generic path: any JSON number text is accepted there.
 fn generic_number_ok(t: &str) -> bool {
     serde_json::from_str::<serde_json::Number>(t).is_ok()
+}
+
+/// Whether every number in `v` is within the matcher's bounded number grammar.
+fn numbers_generable(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => number_grammar_ok(&n.to_string(), false),
+        Value::Array(a) => a.iter().all(numbers_generable),
+        Value::Object(m) => m.values().all(numbers_generable),
+        _ => true,
+    }
 }

@@ -92,6 +92,8 @@ enum Frame {
     },
     GObj {
         count: u64,
+        /// Keys so far: JSON objects have unique keys, and the encoder's input always does.
+        used: Vec<String>,
     },
 }
 
@@ -352,6 +354,9 @@ pub struct Machine {
     mode: Mode,
     stack: Vec<Frame>,
     out: Option<String>,
+    /// Accept closing arrays and maps below their minimum counts (used only to find where a
+    /// prompt's open containers close; never for decoding or generation).
+    relax_counts: bool,
 }
 
 fn escape_into(out: &mut String, bytes: &[u8]) -> Result<(), String> {
@@ -368,8 +373,17 @@ impl Machine {
             mode,
             stack: vec![Frame::Value(root)],
             out: with_output.then(String::new),
+            relax_counts: false,
         };
         m.settle();
+        m
+    }
+
+    /// A lenient machine that also accepts arrays and maps closed below their minimum counts:
+    /// for finding where a prompt's open containers close.
+    pub fn new_relaxed(g: Arc<Graph>) -> Machine {
+        let mut m = Machine::new(g, Mode::Lenient, false);
+        m.relax_counts = true;
         m
     }
 
@@ -412,6 +426,7 @@ impl Machine {
             mode: self.mode,
             stack: self.stack[n.saturating_sub(k)..].to_vec(),
             out: None,
+            relax_counts: self.relax_counts,
         }
     }
 
@@ -658,8 +673,8 @@ impl Machine {
     fn extra_excluded(&self, kind: &StrKind) -> Vec<String> {
         let n = self.stack.len();
         match kind {
-            StrKind::Key(_) if n >= 2 => match &self.stack[n - 2] {
-                Frame::Map { used, .. } => used.clone(),
+            StrKind::Key(_) | StrKind::GenericKey if n >= 2 => match &self.stack[n - 2] {
+                Frame::Map { used, .. } | Frame::GObj { used, .. } => used.clone(),
                 _ => Vec::new(),
             },
             StrKind::Value(_) => self
@@ -804,7 +819,10 @@ impl Machine {
                     self.w("[");
                 }
                 G_OBJ => {
-                    self.replace_top(Frame::GObj { count: 0 });
+                    self.replace_top(Frame::GObj {
+                        count: 0,
+                        used: Vec::new(),
+                    });
                     self.w("{");
                 }
                 _ => return Err("expected a generic JSON value".into()),
@@ -842,15 +860,16 @@ impl Machine {
                     if !self.str_end_ok(&kind, &st, &buf) {
                         return Err("this string does not satisfy its schema".into());
                     }
+                    let in_unique =
+                        matches!(kind, StrKind::Value(_)) && self.unique_used().is_some();
                     self.stack.pop();
                     match kind {
                         StrKind::Value(_) | StrKind::Generic => {
                             if let Some(out) = &mut self.out {
                                 escape_into(out, &buf)?;
                             }
-                            if matches!(kind, StrKind::Value(_)) && self.unique_used().is_none() {
-                                // Not inside a unique array: nothing to record.
-                            } else if matches!(kind, StrKind::Value(_)) {
+                            // An item of a unique array: remember it (the array is on top now).
+                            if in_unique {
                                 let j =
                                     serde_json::to_string(std::str::from_utf8(&buf).unwrap_or(""))
                                         .unwrap_or_default();
@@ -887,6 +906,11 @@ impl Machine {
                             if let Some(out) = &mut self.out {
                                 escape_into(out, &buf)?;
                                 out.push(':');
+                            }
+                            let key =
+                                String::from_utf8(buf).map_err(|_| "invalid UTF-8 in a key")?;
+                            if let Some(Frame::GObj { used, .. }) = self.stack.last_mut() {
+                                used.push(key);
                             }
                             self.stack.push(Frame::Generic);
                         }
@@ -989,7 +1013,7 @@ impl Machine {
                     return Err("bad object".into());
                 };
                 if t == END {
-                    if count < o.min_props {
+                    if count < o.min_props && !self.relax_counts {
                         return Err(format!("at least {} properties are required", o.min_props));
                     }
                     self.stack.pop();
@@ -1020,7 +1044,7 @@ impl Machine {
                     return Err("bad array".into());
                 };
                 if t == ARR_END {
-                    if count < a.min_items {
+                    if count < a.min_items && !self.relax_counts {
                         return Err(format!("at least {} items are required", a.min_items));
                     }
                     self.stack.pop();
@@ -1073,12 +1097,12 @@ impl Machine {
                     return self.step(t);
                 }
             }
-            Frame::GObj { count } => {
+            Frame::GObj { count, .. } => {
                 if t == END {
                     self.stack.pop();
                     self.w("}");
                 } else if t <= STR_END {
-                    if let Some(Frame::GObj { count }) = self.stack.last_mut() {
+                    if let Some(Frame::GObj { count, .. }) = self.stack.last_mut() {
                         *count += 1;
                     }
                     if count > 0 {
@@ -1158,6 +1182,7 @@ impl Machine {
         let extra = match (&kind, continuing, self.stack.last()) {
             // A fresh key or item: its exclusions come from the frame on top itself.
             (StrKind::Key(_), false, Some(Frame::Map { used, .. })) => used.clone(),
+            (StrKind::GenericKey, false, Some(Frame::GObj { used, .. })) => used.clone(),
             (StrKind::Value(_), false, Some(Frame::Arr { node, used, .. })) => {
                 match self.node(*node) {
                     Node::Arr(a) if a.unique => used
@@ -1270,6 +1295,7 @@ impl Machine {
                         mode: self.mode,
                         stack,
                         out: None,
+                        relax_counts: self.relax_counts,
                     };
                     let depth = scratch.stack.len();
                     scratch.open_top();
@@ -1427,6 +1453,7 @@ impl Machine {
                             Frame::Value(item),
                         ],
                         out: None,
+                        relax_counts: self.relax_counts,
                     };
                     scratch.settle();
                     if scratch.stack.len() >= 2 {
@@ -1438,9 +1465,11 @@ impl Machine {
                 set(ARR_END);
                 (G_NULL..=G_OBJ).for_each(&mut set);
             }
-            Frame::GObj { .. } => {
+            Frame::GObj { used, .. } => {
                 set(END);
-                set(STR_END);
+                if !used.iter().any(String::is_empty) {
+                    set(STR_END);
+                }
                 for b in 0..=255u8 {
                     if utf8_step(0, b).is_some() {
                         set(b as u32);

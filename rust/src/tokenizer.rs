@@ -360,6 +360,8 @@ pub struct Matcher {
     machine: Machine,
     /// Base ids accepted so far (to rebuild the document text on demand).
     base: Vec<u32>,
+    /// Ids accepted so far (positions in errors count these).
+    steps: usize,
     ended: bool,
     allowed_base: Vec<bool>,
 }
@@ -372,6 +374,7 @@ impl Matcher {
             tok,
             machine,
             base: Vec::new(),
+            steps: 0,
             ended: false,
             allowed_base: vec![false; nb],
         }
@@ -380,7 +383,7 @@ impl Matcher {
     /// Accept one id. A disallowed id is an error and leaves the state unchanged. BOS is
     /// accepted (and ignored) before the document; EOS only once it is complete.
     pub fn advance(&mut self, id: u32) -> Result<(), DecodeError> {
-        let pos = self.base.len();
+        let pos = self.steps;
         let v = self.tok.vocab();
         if id == v.bos_id() && self.base.is_empty() && !self.ended {
             return Ok(());
@@ -410,6 +413,7 @@ impl Matcher {
         }
         self.machine = m;
         self.base.extend_from_slice(&base);
+        self.steps += 1;
         Ok(())
     }
 
@@ -863,15 +867,18 @@ impl Tokenizer {
     /// The prompt must conform to the schema (the matcher never accepts the fallback path):
     /// otherwise an `EncodeError` names where it does not.
     pub fn encode_prefix(&self, doc: &Value) -> Result<Vec<u32>, EncodeError> {
-        let (mut base, fallbacks) = Encoder::new(&self.inner.graph).encode_document(doc)?;
+        // Open containers may still be below their minimum counts: the model fills them.
+        let mut enc = Encoder::new(&self.inner.graph);
+        enc.relax_min = true;
+        let (mut base, fallbacks) = enc.encode_document(doc)?;
         if let Some(p) = fallbacks.first() {
             return Err(EncodeError::at(
                 p.clone(),
                 "the prompt does not conform to the schema here",
             ));
         }
-        // Replay, remembering which ids close an array or a map (and at what depth).
-        let mut m = Machine::new(self.inner.graph.clone(), Mode::Strict, false);
+        // Replay, remembering which ids close an array or a map.
+        let mut m = Machine::new_relaxed(self.inner.graph.clone());
         let mut closes_container = vec![false; base.len()];
         for (i, &t) in base.iter().enumerate() {
             // A value that opens lazily is looked at opened (an empty `[]` or `{}` closes at once).
@@ -888,6 +895,17 @@ impl Tokenizer {
         // Drop the trailing run of container closings (the open tail of the last path).
         while !base.is_empty() && closes_container[base.len() - 1] {
             base.pop();
+        }
+        // What remains must be exactly what the matcher accepts (every closed container
+        // complete, nothing outside the schema).
+        let mut strict = Machine::new(self.inner.graph.clone(), Mode::Strict, false);
+        for &t in &base {
+            strict.step(t).map_err(|e| {
+                EncodeError::at(
+                    "",
+                    format!("the prompt cannot be continued under the schema: {e}"),
+                )
+            })?;
         }
         Ok(self.vocab().apply(&base))
     }

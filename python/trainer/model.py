@@ -29,10 +29,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .kv_cache import KVCache
 
 
 @dataclass
@@ -105,7 +109,14 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)  # q, k, v in one matmul
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)  # (B, T, C) each
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
@@ -117,7 +128,11 @@ class CausalSelfAttention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         # If autocast runs the norm in float32, SDPA would see mixed dtypes; match v (no-op else).
         q, k = q.type_as(v), k.type_as(v)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, hd)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, hd)
+        else:  # generation: attend to the cached past as well (keys (B, H, L, hd), L >= T)
+            k, v, mask = cache.append(layer, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, hd)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.c_proj(y)
 
@@ -144,8 +159,15 @@ class Block(nn.Module):
         self.norm2 = RMSNorm(cfg.n_embd, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), cos, sin)
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), cos, sin, cache, layer)
         x = x + self.mlp(self.norm2(x))
         return x
 
@@ -183,18 +205,31 @@ class GPT(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02)
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        reduction: str = "mean",
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
         """idx: (B, T) int64 ids. Without targets: logits (B, T, vocab_size). With targets (B, T),
         where -1 marks a position that is not scored: the cross-entropy in nats, averaged over scored
-        positions (reduction="mean") or summed (reduction="sum", used for exact bits per byte)."""
+        positions (reduction="mean") or summed (reduction="sum", used for exact bits per byte).
+
+        With a KV cache (generation, kv_cache.py), idx holds only the new tokens: they sit at
+        positions cache.pos.. and attend to the cached past, and the cache then holds them too."""
         B, T = idx.shape
-        if T > self.config.sequence_len:
+        start = 0
+        if cache is not None:
+            cache.make_room(T)
+            start = cache.pos
+        elif T > self.config.sequence_len:
             raise ValueError(f"input length {T} exceeds sequence_len {self.config.sequence_len}")
-        cos, sin = self.rope_cos[:, :, :T], self.rope_sin[:, :, :T]  # (1, 1, T, hd/2)
+        cos, sin = self.rotary(start, T)  # (1, 1, T, hd/2)
         x = self.wte(idx)  # (B, T, d)
-        for block in self.blocks:
-            x = block(x, cos, sin)  # (B, T, d)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache, i)  # (B, T, d)
+        if cache is not None:
+            cache.advance(T)
         logits = self.lm_head(self.norm_f(x))  # (B, T, V)
         if targets is None:
             return logits
@@ -202,6 +237,17 @@ class GPT(nn.Module):
         return F.cross_entropy(
             logits.view(B * T, -1), targets.reshape(B * T), ignore_index=-1, reduction=reduction
         )
+
+    def rotary(self, start: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin for positions start..start+T-1. Past the tables (a KV cache sliding beyond
+        the training context) they are rebuilt twice as long, once per doubling."""
+        if start + T > self.rope_cos.size(2):
+            cos, sin = rotary_tables(
+                self.config.n_embd // self.config.n_head, 2 * (start + T), self.config.rope_base
+            )
+            self.rope_cos = cos.to(self.rope_cos.device)
+            self.rope_sin = sin.to(self.rope_sin.device)
+        return self.rope_cos[:, :, start : start + T], self.rope_sin[:, :, start : start + T]
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count (shared tensors once). non_embedding drops the input embedding table,

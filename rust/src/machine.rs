@@ -726,6 +726,11 @@ impl Machine {
         let Some(top) = self.stack.last() else {
             return Err("the document is already complete".into());
         };
+        // The hot path: one more byte of a string, updated in place (cloning the frame would
+        // copy the string so far at every byte: quadratic in long `run` scripts).
+        if t < 256 && matches!(top, Frame::Str { .. }) {
+            return self.step_string_byte(t as u8);
+        }
         match top.clone() {
             Frame::Value(n) => {
                 if t == FALLBACK {
@@ -1124,6 +1129,57 @@ impl Machine {
         self.check_depth()?;
         self.settle();
         Ok(())
+    }
+
+    /// One byte of the string on top. On error nothing changes.
+    fn step_string_byte(&mut self, b: u8) -> Result<(), String> {
+        let strict = self.mode == Mode::Strict;
+        let Some(Frame::Str { kind, .. }) = self.stack.last() else {
+            return Err("internal: no string on top".into());
+        };
+        let kind = kind.clone();
+        let spec = self.spec_for(&kind);
+        let check_live = strict && !spec.trivial;
+        let extra = if check_live {
+            self.extra_excluded(&kind)
+        } else {
+            Vec::new()
+        };
+        let Some(Frame::Str { st, buf, .. }) = self.stack.last_mut() else {
+            return Err("internal: no string on top".into());
+        };
+        let mut next = st.clone();
+        if !spec.step(&mut next, b) {
+            return Err("invalid UTF-8 in a string".into());
+        }
+        if buf.len() >= crate::MAX_STRING_BYTES {
+            return Err("string too long".into());
+        }
+        buf.push(b);
+        if check_live {
+            let ex: Vec<&str> = extra.iter().map(String::as_str).collect();
+            if !spec.live(&next, buf, &ex) {
+                buf.pop();
+                return Err("no valid string starts like this".into());
+            }
+        }
+        *st = next;
+        Ok(())
+    }
+
+    /// Where the string on top stands, to undo bytes stepped after it (`restore_string`).
+    pub fn string_checkpoint(&self) -> Option<(StrState, usize)> {
+        match self.stack.last() {
+            Some(Frame::Str { st, buf, .. }) => Some((st.clone(), buf.len())),
+            _ => None,
+        }
+    }
+
+    pub fn restore_string(&mut self, cp: (StrState, usize)) {
+        if let Some(Frame::Str { st, buf, .. }) = self.stack.last_mut() {
+            *st = cp.0;
+            buf.truncate(cp.1);
+        }
     }
 
     fn check_depth(&self) -> Result<(), String> {

@@ -401,6 +401,21 @@ impl Matcher {
         let mut base = Vec::new();
         v.expand(&[id], &mut base)
             .map_err(|(_, m)| DecodeError::new(pos, m))?;
+        // Bytes inside a string: step in place and undo on error (copying the machine would
+        // copy the string so far at every id).
+        if base.iter().all(|&b| b < 256) {
+            if let Some(cp) = self.machine.string_checkpoint() {
+                for &b in &base {
+                    if let Err(msg) = self.machine.step(b) {
+                        self.machine.restore_string(cp);
+                        return Err(DecodeError::new(pos, msg));
+                    }
+                }
+                self.base.extend_from_slice(&base);
+                self.steps += 1;
+                return Ok(());
+            }
+        }
         let mut m = self.machine.clone();
         for &b in &base {
             if m.is_done() {

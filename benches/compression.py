@@ -4,7 +4,8 @@ Holds out a seeded random 10% of the development corpus's *repositories* (so nea
 versions of one file never straddle the split), then reports, on the held-out documents, tokens
 per document (mean, median, p90) and the share of documents of <= 512 and <= 1024 tokens for:
 
-- TCT-8192: trained on the training split with ``tct.train`` (or loaded with ``--tct FILE``);
+- TCT-8192: trained on the training split with ``tct.train`` (one group per repository when the
+  installed ``tct.train`` takes ``groups``), or loaded with ``--tct FILE``;
 - o200k_base and cl100k_base (``bpe-openai``, offline, ids equal tiktoken's);
 - a byte-level BPE of vocabulary 8,192 trained with HF ``tokenizers`` on the same training split,
   over compact JSON (``separators=(",", ":")``, ``ensure_ascii=False``).
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import inspect
 import json
 import random
 import statistics
@@ -131,7 +133,7 @@ def hf_bpe_row(train_texts: Sequence[str], texts: Sequence[str], cache: Path | N
     )
 
 
-def tct_row(args, train_docs: list, held_docs: list) -> dict | None:
+def tct_row(args, train_docs: list, held_docs: list, train_repos: list[str]) -> dict | None:
     """TCT-8192 through the Python package; None (with a note) if the package lacks it."""
     try:
         import tct
@@ -143,7 +145,14 @@ def tct_row(args, train_docs: list, held_docs: list) -> dict | None:
     if args.tct:
         tok = tct.load(args.tct)
     elif hasattr(tct, "train"):
-        tok = tct.train(schema, train_docs, vocab_size=VOCAB_SIZE, progress=True)
+        # Repetition inside a repository is weighed down when training knows the repositories
+        # (rust/src/vocab/weighting.rs); older builds of `tct.train` have no `groups`.
+        kw = {}
+        if "groups" in inspect.signature(tct.train).parameters:
+            kw["groups"] = train_repos
+        else:
+            print("  note: this tct.train has no `groups`: trained without them", file=sys.stderr)
+        tok = tct.train(schema, train_docs, vocab_size=VOCAB_SIZE, progress=True, **kw)
         print(f"  trained TCT-8192 in {time.perf_counter() - t:.1f}s", file=sys.stderr)
         if args.save_tct:
             tok.save(args.save_tct)
@@ -205,16 +214,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open(args.write_split / name, "w", encoding="utf-8") as f:
                 for d in docs:
                     f.write(compact(d) + "\n")
-        # The repository of each document, line by line (for repository-weighted training).
-        for name, recs in (("train.repos", train), ("heldout.repos", held)):
-            with open(args.write_split / name, "w", encoding="utf-8") as f:
+        # The repository (and the repository file) of each document, line by line, for
+        # group-weighted training experiments.
+        for side, recs in (("train", train), ("heldout", held)):
+            with open(args.write_split / f"{side}.repos", "w", encoding="utf-8") as f:
                 for r in recs:
                     f.write(r["repo"] + "\n")
+            with open(args.write_split / f"{side}.files", "w", encoding="utf-8") as f:
+                for r in recs:
+                    f.write(r["repo"] + ":" + r["path"] + "\n")
     held_texts = [compact(d) for d in held_docs]
 
     rows = []
     if not args.skip_tct:
-        row = tct_row(args, train_docs, held_docs)
+        row = tct_row(args, train_docs, held_docs, [r["repo"] for r in train])
         if row:
             rows.append(row)
     rows.extend(openai_rows(held_texts))

@@ -22,8 +22,12 @@ use rayon::prelude::*;
 
 use super::dictionary::{count_contents, select, Candidate};
 use super::pair_map::{key, unkey, FastMap, PairMap};
+use super::prune::prune;
 use super::segment::{segment, Piece};
-use super::{MergeScope, Vocab, VocabError, DEFAULT_N_POSITIONS, FIRST_SEL, MAX_IDS, STR_END};
+use super::weighting::{groups_of, weighted_counts, Weighting};
+use super::{
+    Encoding, MergeScope, Vocab, VocabError, DEFAULT_N_POSITIONS, FIRST_SEL, MAX_IDS, STR_END,
+};
 
 /// How a dictionary candidate's cost without the dictionary is estimated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -53,6 +57,17 @@ pub struct TrainConfig {
     /// smaller vocabulary than asked for).
     pub min_pair_count: u64,
     pub n_positions: u32,
+    /// How occurrences in one group (a repository) add up ([`super::weighting`]); only with
+    /// group ids ([`train_grouped`]), raw otherwise. `min_dict_count` and `min_pair_count` are
+    /// in occurrences of this weighting.
+    pub weighting: Weighting,
+    /// How `apply` spells a word ([`Encoding`]).
+    pub encoding: Encoding,
+    /// With [`Encoding::Shortest`]: learn this many merges beyond the budget, then prune the
+    /// tokens whose loss costs least back to it ([`super::prune`]). Ignored for ranked merges.
+    /// With 0, merges that duplicate a dictionary entry or another merge are still dropped
+    /// (never produced), so the vocabulary can come out a little smaller than asked for.
+    pub prune_extra: u32,
     /// Progress lines on stderr.
     pub progress: bool,
 }
@@ -63,12 +78,15 @@ impl TrainConfig {
         TrainConfig {
             base_size: FIRST_SEL + n_sel,
             vocab_size,
-            dictionary_size: 256,
+            dictionary_size: 128,
             scope: MergeScope::Across,
             dict_scoring: DictScoring::Raw,
             min_dict_count: 2,
             min_pair_count: 2,
             n_positions: DEFAULT_N_POSITIONS,
+            weighting: Weighting::Power(60),
+            encoding: Encoding::Shortest,
+            prune_extra: 6000,
             progress: false,
         }
     }
@@ -117,8 +135,15 @@ pub struct TrainReport {
     pub words: u64,
     pub distinct_words: u64,
     pub merges: u64,
-    /// Count of the last merge learnt (how far down the frequency list training went).
+    /// Count of the last merge learnt (how far down the frequency list training went), in
+    /// occurrences of the weighting.
     pub last_merge_count: u64,
+    /// Usage recounts of the pruning (0: no pruning).
+    pub prune_rounds: u64,
+    /// Groups (repositories) training saw, 0 without group ids; and the weighting it used
+    /// (raw without group ids, whatever the configuration says).
+    pub groups: u64,
+    pub weighting: Weighting,
     /// Wall-clock seconds per phase (informational; not part of the content hash).
     pub seconds: Vec<(String, f64)>,
 }
@@ -133,7 +158,40 @@ pub fn train_with_report(
     streams: &[Vec<u32>],
     config: &TrainConfig,
 ) -> Result<(Vocab, TrainReport), VocabError> {
+    train_grouped(streams, None, config)
+}
+
+/// [`train_with_report`] with a group id (a repository) per stream: pair occurrences, dictionary
+/// candidates and (for pruning) token uses are counted per group and weighed with
+/// `config.weighting` ([`super::weighting`]). Without group ids the weighting is raw. Group ids
+/// are labels only: renumbering them does not change the result.
+pub fn train_grouped(
+    streams: &[Vec<u32>],
+    groups: Option<&[u32]>,
+    config: &TrainConfig,
+) -> Result<(Vocab, TrainReport), VocabError> {
     config.check()?;
+    if let Some(g) = groups {
+        if g.len() != streams.len() {
+            return Err(VocabError::new(
+                "/groups",
+                format!(
+                    "{} group ids for {} documents (one per document expected)",
+                    g.len(),
+                    streams.len()
+                ),
+            ));
+        }
+    }
+    // Weighting needs groups: without them every occurrence counts 1 (one group per document
+    // was measured: 120+ s of training for a worse result, see `decisions`).
+    let weighting = if groups.is_some() {
+        config.weighting
+    } else {
+        Weighting::Raw
+    };
+    let unit = weighting.unit();
+    let group_docs = groups_of(streams.len(), groups, weighting);
     let say = |msg: String| {
         if config.progress {
             eprintln!("tct-train: {msg}");
@@ -145,7 +203,7 @@ pub fn train_with_report(
     let budget = (config.vocab_size - config.base_size - 3) as usize;
 
     // 1. The dictionary.
-    let contents = count_contents(streams);
+    let contents = count_contents(streams, &group_docs, weighting);
     say(format!(
         "{} documents, {base_tokens} base tokens, {} distinct values ({:.1}s)",
         streams.len(),
@@ -157,7 +215,7 @@ pub fn train_with_report(
         Vec::new()
     } else {
         match config.dict_scoring {
-            DictScoring::Raw => select(&contents, dict_cap, config.min_dict_count, &|b| {
+            DictScoring::Raw => select(&contents, dict_cap, config.min_dict_count * unit, &|b| {
                 b.len() as u64 + 1
             }),
             DictScoring::Bpe => {
@@ -175,7 +233,7 @@ pub fn train_with_report(
                     words,
                     budget - dict_cap,
                     config.base_size,
-                    config.min_pair_count,
+                    config.min_pair_count * unit,
                     &|m| say(format!("provisional merges: {m}")),
                 )?;
                 let pv = Vocab::new(
@@ -191,7 +249,7 @@ pub fn train_with_report(
                     w.push(STR_END);
                     pv.apply(&w).len() as u64
                 };
-                select(&contents, dict_cap, config.min_dict_count, &cost)
+                select(&contents, dict_cap, config.min_dict_count * unit, &cost)
             }
         }
     };
@@ -207,10 +265,10 @@ pub fn train_with_report(
         config.base_size,
         config.scope,
         dictionary.clone(),
-        Vec::new(),
+        NO_MERGES,
         0,
     )?;
-    let (word_counts, n_words) = count_words(streams, &dict_vocab);
+    let (word_counts, n_words) = count_words(streams, &group_docs, weighting, &dict_vocab);
     let distinct_words = word_counts.len() as u64;
     say(format!(
         "{n_words} words, {distinct_words} distinct ({:.1}s)",
@@ -223,24 +281,62 @@ pub fn train_with_report(
     let n_merges = budget - dictionary.len();
     let first_id = config.base_size + dictionary.len() as u32;
     let mut last_count = 0u64;
-    let merges = learn_merges_counted(
-        word_counts.into_iter().collect(),
-        n_merges,
+    let extra = match config.encoding {
+        Encoding::Shortest => config.prune_extra as usize,
+        Encoding::RankedMerges => 0,
+    };
+    let words = word_counts;
+    // The pruner needs the words as base ids (dictionary ids expanded).
+    // The pruner needs the words as `apply` sees them with the shortest encoding: cut without
+    // dictionary lookups (a whole value that is a dictionary entry is then one word).
+    let base_words: Vec<Vec<(Vec<u32>, u64)>> = if extra > 0 {
+        let plain = Vocab::new(config.base_size, config.scope, vec![], NO_MERGES, 0)?;
+        let (w, _) = count_words(streams, &group_docs, weighting, &plain);
+        let mut by_group: Vec<Vec<(Vec<u32>, u64)>> = Vec::new();
+        for (k, g, c) in w {
+            if by_group.len() <= g as usize {
+                by_group.resize(g as usize + 1, Vec::new());
+            }
+            by_group[g as usize].push((k, c));
+        }
+        by_group
+    } else {
+        Vec::new()
+    };
+    let mut merges: Vec<Vec<u32>> = learn_merges_counted(
+        words,
+        weighting,
+        n_merges + extra,
         first_id,
-        config.min_pair_count,
+        config.min_pair_count * unit,
         &|m| say(format!("merges: {m}")),
         &mut last_count,
-    )?;
+    )?
+    .into_iter()
+    .map(Vec::from)
+    .collect();
     seconds.push(("merges".to_string(), t.elapsed().as_secs_f64()));
     say(format!(
         "{} merges ({:.1}s)",
         merges.len(),
         t.elapsed().as_secs_f64()
     ));
+    let mut dictionary = dictionary;
+    let mut prune_rounds = 0;
+    // With the shortest encoding, pruning also drops merges that spell a dictionary entry
+    // (never produced) and re-spells the merges; without extra merges it removes nothing else.
+    if config.encoding == Encoding::Shortest {
+        let t = Instant::now();
+        let full = Vocab::new(config.base_size, config.scope, dictionary, merges, 0)?;
+        let p = prune(&full, &base_words, weighting, budget, &|m| say(m));
+        (dictionary, merges, prune_rounds) = (p.dictionary, p.merges, p.rounds);
+        seconds.push(("prune".to_string(), t.elapsed().as_secs_f64()));
+    }
 
-    let vocab = Vocab::new(
+    let vocab = Vocab::build(
         config.base_size,
         config.scope,
+        config.encoding,
         dictionary,
         merges,
         config.n_positions,
@@ -255,58 +351,80 @@ pub fn train_with_report(
         words: n_words,
         distinct_words,
         merges: vocab.merges().len() as u64,
-        last_merge_count: last_count,
+        last_merge_count: last_count / unit,
+        prune_rounds: prune_rounds as u64,
+        groups: groups.map_or(0, |_| group_docs.len() as u64),
+        weighting,
         seconds,
     };
     Ok((vocab, report))
 }
 
-/// Cuts every stream into words (as `apply` does, dictionary applied) and counts them.
-fn count_words(streams: &[Vec<u32>], v: &Vocab) -> (FastMap<Vec<u32>, u64>, u64) {
-    streams
+/// Cuts every stream into words (as `apply` does, dictionary applied) and counts them:
+/// `(word, group index, count)`, one entry per word and group unless `w` is raw (then groups
+/// do not matter and the group index is 0). Also returns the number of words.
+pub(crate) fn count_words(
+    streams: &[Vec<u32>],
+    groups: &[Vec<usize>],
+    w: Weighting,
+    v: &Vocab,
+) -> (Vec<(Vec<u32>, u32, u64)>, u64) {
+    let words_of = |d: usize, emit: &mut dyn FnMut(&[u32])| {
+        let mut word = Vec::new();
+        let lookup = |bytes: &[u32], scratch: &mut Vec<u8>| {
+            scratch.clear();
+            scratch.extend(bytes.iter().map(|&b| b as u8));
+            v.dict_id(scratch)
+        };
+        segment(
+            &streams[d],
+            v.scope(),
+            v.base_size(),
+            &lookup,
+            &mut word,
+            &mut |piece| {
+                if let Piece::Word(w) = piece {
+                    emit(w);
+                }
+            },
+        );
+    };
+    if w == Weighting::Raw {
+        let (map, n) = weighted_counts(groups, Weighting::Raw, words_of);
+        return (map.into_iter().map(|(k, c)| (k, 0, c)).collect(), n);
+    }
+    // (word, group, weighted count) per group, and the group's word total.
+    #[allow(clippy::type_complexity)]
+    let per_group: Vec<(Vec<(Vec<u32>, u32, u64)>, u64)> = groups
         .par_iter()
-        .fold(
-            || (FastMap::default(), 0u64),
-            |(mut acc, mut n): (FastMap<Vec<u32>, u64>, u64), s| {
-                let mut word = Vec::new();
-                let lookup = |bytes: &[u32], scratch: &mut Vec<u8>| {
-                    scratch.clear();
-                    scratch.extend(bytes.iter().map(|&b| b as u8));
-                    v.dict_id(scratch)
-                };
-                segment(
-                    s,
-                    v.scope(),
-                    v.base_size(),
-                    &lookup,
-                    &mut word,
-                    &mut |piece| {
-                        if let Piece::Word(w) = piece {
-                            n += 1;
-                            if let Some(c) = acc.get_mut(w) {
-                                *c += 1;
-                            } else {
-                                acc.insert(w.to_vec(), 1);
-                            }
-                        }
-                    },
-                );
-                (acc, n)
-            },
-        )
-        .reduce(
-            || (FastMap::default(), 0),
-            |(mut a, na), (mut b, nb)| {
-                if a.len() < b.len() {
-                    std::mem::swap(&mut a, &mut b);
-                }
-                for (k, c) in b {
-                    *a.entry(k).or_default() += c;
-                }
-                (a, na + nb)
-            },
-        )
+        .enumerate()
+        .map(|(gi, docs)| {
+            let mut local: FastMap<Vec<u32>, u64> = FastMap::default();
+            let mut n = 0u64;
+            for &d in docs {
+                words_of(d, &mut |k: &[u32]| {
+                    n += 1;
+                    if let Some(c) = local.get_mut(k) {
+                        *c += 1;
+                    } else {
+                        local.insert(k.to_vec(), 1);
+                    }
+                });
+            }
+            let mut entries: Vec<(Vec<u32>, u32, u64)> =
+                local.into_iter().map(|(k, c)| (k, gi as u32, c)).collect();
+            // Hash order is deterministic but depends on insertion; sorting makes the
+            // learner's layout independent of it.
+            entries.sort_unstable();
+            (entries, n)
+        })
+        .collect();
+    let n = per_group.iter().map(|(_, n)| n).sum();
+    (per_group.into_iter().flat_map(|(e, _)| e).collect(), n)
 }
+
+/// An empty merge list for [`Vocab::new`].
+const NO_MERGES: Vec<[u32; 2]> = Vec::new();
 
 const NONE: u32 = u32::MAX;
 const DEAD: u32 = u32::MAX;
@@ -320,18 +438,79 @@ pub(crate) fn learn_merges(
     progress: &dyn Fn(String),
 ) -> Result<Vec<[u32; 2]>, VocabError> {
     let mut last = 0;
-    learn_merges_counted(words, n_merges, first_id, min_count, progress, &mut last)
+    let words = words.into_iter().map(|(w, c)| (w, 0, c)).collect();
+    learn_merges_counted(
+        words,
+        Weighting::Raw,
+        n_merges,
+        first_id,
+        min_count,
+        progress,
+        &mut last,
+    )
 }
 
+/// `(pair, group)` packed in a `u64`: ids are below 65,536 (the layout checks it).
+#[inline]
+fn gkey(pair: u64, group: u32) -> u64 {
+    let (a, b) = unkey(pair);
+    (u64::from(a) << 48) | (u64::from(b) << 32) | u64::from(group)
+}
+
+/// Pair counts: per pair, the sum over groups of `weighting.weigh(occurrences in the group)`.
+/// With [`Weighting::Raw`] that is the plain count and the per-group table is not kept.
+struct PairCounts {
+    w: Weighting,
+    total: PairMap<i64>,
+    by_group: PairMap<i64>,
+}
+
+impl PairCounts {
+    #[inline]
+    fn f(&self, c: i64) -> i64 {
+        if c <= 0 {
+            0
+        } else {
+            self.w.weigh(c as u64) as i64
+        }
+    }
+
+    /// `d` more (or fewer) occurrences of `k` in `group`.
+    #[inline]
+    fn bump(&mut self, k: u64, group: u32, d: i64) {
+        let delta = if self.w == Weighting::Raw {
+            d
+        } else {
+            let gk = gkey(k, group);
+            let e = self.by_group.entry(gk).or_default();
+            let old = *e;
+            *e += d;
+            let new = *e;
+            if new == 0 {
+                self.by_group.remove(&gk);
+            }
+            self.f(new) - self.f(old)
+        };
+        let e = self.total.entry(k).or_default();
+        *e += delta;
+        if *e == 0 {
+            self.total.remove(&k);
+        }
+    }
+}
+
+/// Learns merges over `(word, group, multiplicity)`; pair occurrences are weighed per group
+/// with `w` ([`super::weighting`]).
 fn learn_merges_counted(
-    words: Vec<(Vec<u32>, u64)>,
+    words: Vec<(Vec<u32>, u32, u64)>,
+    w: Weighting,
     n_merges: usize,
     first_id: u32,
     min_count: u64,
     progress: &dyn Fn(String),
     last_count: &mut u64,
 ) -> Result<Vec<[u32; 2]>, VocabError> {
-    let total: usize = words.iter().map(|(w, _)| w.len()).sum();
+    let total: usize = words.iter().map(|(w, _, _)| w.len()).sum();
     if total >= NONE as usize {
         return Err(VocabError::new(
             "",
@@ -339,25 +518,30 @@ fn learn_merges_counted(
         ));
     }
     let t = Instant::now();
-    // Flat layout: symbol, links, and the multiplicity of the word each position belongs to.
+    // Flat layout: symbol, links, and the multiplicity and group of the word each position
+    // belongs to.
     let mut sym = Vec::with_capacity(total);
     let mut next = Vec::with_capacity(total);
     let mut prev = Vec::with_capacity(total);
     let mut mult: Vec<i64> = Vec::with_capacity(total);
-    for (w, c) in &words {
+    let mut grp: Vec<u32> = Vec::with_capacity(total);
+    for (wd, g, c) in &words {
         let base = sym.len() as u32;
-        let n = w.len() as u32;
-        for (k, &t) in w.iter().enumerate() {
+        let n = wd.len() as u32;
+        for (k, &t) in wd.iter().enumerate() {
             let k = k as u32;
             sym.push(t);
             prev.push(if k == 0 { NONE } else { base + k - 1 });
             next.push(if k + 1 == n { NONE } else { base + k + 1 });
             mult.push(*c as i64);
+            grp.push(*g);
         }
     }
     drop(words);
 
-    // Initial pair counts and occurrence lists, built in parallel over chunks of positions.
+    // Initial pair counts (per group unless raw) and occurrence lists, built in parallel over
+    // chunks of positions.
+    let raw = w == Weighting::Raw;
     let chunk = (total / rayon::current_num_threads().max(1)).max(1 << 16);
     let parts: Vec<(PairMap<i64>, PairMap<Vec<u32>>)> = (0..total.div_ceil(chunk))
         .into_par_iter()
@@ -368,45 +552,59 @@ fn learn_merges_counted(
                 let q = next[p];
                 if q != NONE {
                     let k = key(sym[p], sym[q as usize]);
-                    *counts.entry(k).or_default() += mult[p];
+                    let ck = if raw { k } else { gkey(k, grp[p]) };
+                    *counts.entry(ck).or_default() += mult[p];
                     occ.entry(k).or_default().push(p as u32);
                 }
             }
             (counts, occ)
         })
         .collect();
-    let mut counts: PairMap<i64> = PairMap::default();
+    let mut counts = PairCounts {
+        w,
+        total: PairMap::default(),
+        by_group: PairMap::default(),
+    };
     let mut occ: PairMap<Vec<u32>> = PairMap::default();
     for (c, o) in parts {
+        let dst = if raw {
+            &mut counts.total
+        } else {
+            &mut counts.by_group
+        };
         for (k, v) in c {
-            *counts.entry(k).or_default() += v;
+            *dst.entry(k).or_default() += v;
         }
         for (k, mut v) in o {
             occ.entry(k).or_default().append(&mut v);
         }
     }
-    let mut heap: BinaryHeap<(i64, Reverse<u64>)> =
-        counts.iter().map(|(&k, &c)| (c, Reverse(k))).collect();
+    if !raw {
+        let mut total_w: PairMap<i64> = PairMap::default();
+        for (&gk, &c) in &counts.by_group {
+            let k = key((gk >> 48) as u32, ((gk >> 32) & 0xFFFF) as u32);
+            *total_w.entry(k).or_default() += counts.f(c);
+        }
+        counts.total = total_w;
+    }
+    let mut heap: BinaryHeap<(i64, Reverse<u64>)> = counts
+        .total
+        .iter()
+        .map(|(&k, &c)| (c, Reverse(k)))
+        .collect();
     progress(format!(
         "{total} symbols, {} distinct pairs ({:.1}s)",
-        counts.len(),
+        counts.total.len(),
         t.elapsed().as_secs_f64()
     ));
 
     let mut merges: Vec<[u32; 2]> = Vec::with_capacity(n_merges);
     let mut created: Vec<u64> = Vec::new();
-    let bump = |counts: &mut PairMap<i64>, k: u64, d: i64| {
-        let e = counts.entry(k).or_default();
-        *e += d;
-        if *e == 0 {
-            counts.remove(&k);
-        }
-    };
     while merges.len() < n_merges {
         let Some((c, Reverse(k))) = heap.pop() else {
             break;
         };
-        let cur = counts.get(&k).copied().unwrap_or(0);
+        let cur = counts.total.get(&k).copied().unwrap_or(0);
         if cur != c {
             if cur > 0 {
                 heap.push((cur, Reverse(k)));
@@ -436,23 +634,24 @@ fn learn_merges_counted(
             }
             let q = q as usize;
             let m = mult[p];
+            let g = grp[p];
             let x = prev[p];
             let y = next[q];
             if x != NONE {
                 let sx = sym[x as usize];
-                bump(&mut counts, key(sx, a), -m);
-                bump(&mut counts, key(sx, z), m);
+                counts.bump(key(sx, a), g, -m);
+                counts.bump(key(sx, z), g, m);
                 occ.entry(key(sx, z)).or_default().push(x);
                 created.push(key(sx, z));
             }
             if y != NONE {
                 let sy = sym[y as usize];
-                bump(&mut counts, key(b, sy), -m);
-                bump(&mut counts, key(z, sy), m);
+                counts.bump(key(b, sy), g, -m);
+                counts.bump(key(z, sy), g, m);
                 occ.entry(key(z, sy)).or_default().push(p as u32);
                 created.push(key(z, sy));
             }
-            bump(&mut counts, k, -m);
+            counts.bump(k, g, -m);
             sym[p] = z;
             sym[q] = DEAD;
             next[p] = y;
@@ -460,11 +659,11 @@ fn learn_merges_counted(
                 prev[y as usize] = p as u32;
             }
         }
-        counts.remove(&k);
+        counts.total.remove(&k);
         created.sort_unstable();
         created.dedup();
         for &nk in &created {
-            if let Some(&nc) = counts.get(&nk) {
+            if let Some(&nc) = counts.total.get(&nk) {
                 if nc > 0 {
                     heap.push((nc, Reverse(nk)));
                 }

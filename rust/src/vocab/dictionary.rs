@@ -7,37 +7,21 @@
 use rayon::prelude::*;
 
 use super::pair_map::FastMap;
+use super::weighting::{weighted_counts, Weighting};
 use super::STR_END;
 
-/// Occurrences of each whole content (its bytes, without `STR_END`) over all streams. Contents
-/// are found without the schema: a maximal run of BYTE ids followed by `STR_END`.
-pub(crate) fn count_contents(streams: &[Vec<u32>]) -> FastMap<Vec<u8>, u64> {
-    streams
-        .par_iter()
-        .fold(FastMap::default, |mut acc: FastMap<Vec<u8>, u64>, s| {
-            for_each_content(s, |c| {
-                if let Some(n) = acc.get_mut(c) {
-                    *n += 1;
-                } else {
-                    acc.insert(c.to_vec(), 1);
-                }
-            });
-            acc
-        })
-        .reduce(FastMap::default, merge_counts)
-}
-
-fn merge_counts(
-    mut a: FastMap<Vec<u8>, u64>,
-    mut b: FastMap<Vec<u8>, u64>,
+/// Weighted occurrences of each whole content (its bytes, without `STR_END`) over all streams
+/// (see [`super::weighting`]), and the number of contents. Contents are found without the
+/// schema: a maximal run of BYTE ids followed by `STR_END`.
+pub(crate) fn count_contents(
+    streams: &[Vec<u32>],
+    groups: &[Vec<usize>],
+    w: Weighting,
 ) -> FastMap<Vec<u8>, u64> {
-    if a.len() < b.len() {
-        std::mem::swap(&mut a, &mut b);
-    }
-    for (k, v) in b {
-        *a.entry(k).or_default() += v;
-    }
-    a
+    weighted_counts(groups, w, |d, emit: &mut dyn FnMut(&[u8])| {
+        for_each_content(&streams[d], |c| emit(c));
+    })
+    .0
 }
 
 /// Calls `f` with the bytes of every closed content of `stream`, in order.
@@ -73,9 +57,9 @@ impl Candidate {
     }
 }
 
-/// Chooses up to `size` entries by estimated saving `count * (cost - 1)`, where `cost(bytes)`
-/// is what the value would cost without the dictionary. Only valid UTF-8 values that occur at
-/// least `min_count` times are considered (the matcher only allows valid UTF-8). Ties go to the
+/// Chooses up to `size` entries by estimated saving `count * (cost - 1)`, where `count` is the
+/// (weighted) count and `cost(bytes)` is what the value would cost without the dictionary. Only
+/// valid UTF-8 values with a count of at least `min_count` are considered (the matcher only allows valid UTF-8). Ties go to the
 /// smaller byte string, so the choice is deterministic.
 pub(crate) fn select(
     counts: &FastMap<Vec<u8>, u64>,

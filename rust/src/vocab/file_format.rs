@@ -13,6 +13,7 @@
 //!               "pad": 8189, "bos": 8190, "eos": 8191, "vocab_size": 8192,
 //!               "position_start": 8192, "n_positions": 4096 },
 //!   "merge_scope": "across",
+//!   "encoding": "shortest",                   // absent = "ranked-merges"
 //!   "dictionary": [ "ubuntu-latest", … ],      // dictionary id base_size + i
 //!   "merges": [ [97, 98], … ],                // merge id merge_start + rank
 //!   "training": { … }                          // what training saw (informational)
@@ -20,8 +21,9 @@
 //! ```
 //!
 //! The `hash` is SHA-256 over the compact JSON of the fields that decide encodings, in this
-//! order: `token_layout_version`, `schema`, `registry`, `layout`, `merge_scope`, `dictionary`,
-//! `merges`. Name and training metadata are not part of the identity: retraining the same
+//! order: `token_layout_version`, `schema`, `registry`, `layout`, `merge_scope`, `encoding`
+//! (only when it is not `ranked-merges`, so files written before the field existed keep their
+//! hash), `dictionary`, `merges`. Name and training metadata are not part of the identity: retraining the same
 //! corpus gives the same hash, renaming the file does not change it. Reading checks the format,
 //! the version, the layout against the dictionary and merges, and the hash, and says where a
 //! problem is (a JSON pointer into the file).
@@ -34,7 +36,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{MergeScope, Vocab, VocabError, TOKEN_LAYOUT_VERSION};
+use super::{Encoding, MergeScope, Vocab, VocabError, TOKEN_LAYOUT_VERSION};
 
 pub const FORMAT_NAME: &str = "tct-tokenizer";
 pub const FORMAT_VERSION: u64 = 1;
@@ -79,15 +81,19 @@ impl TokenizerFile {
     }
 
     fn identity_fields(&self) -> Vec<(&'static str, Value)> {
-        vec![
+        let mut f = vec![
             ("token_layout_version", json!(TOKEN_LAYOUT_VERSION)),
             ("schema", self.schema.clone()),
             ("registry", self.registry_json()),
             ("layout", self.layout_json()),
             ("merge_scope", json!(self.vocab.scope().as_str())),
-            ("dictionary", json!(self.vocab.dictionary())),
-            ("merges", json!(self.vocab.merges())),
-        ]
+        ];
+        if self.vocab.encoding() != Encoding::RankedMerges {
+            f.push(("encoding", json!(self.vocab.encoding().as_str())));
+        }
+        f.push(("dictionary", json!(self.vocab.dictionary())));
+        f.push(("merges", json!(self.vocab.merges())));
+        f
     }
 
     /// `sha256:<hex>`: the tokenizer's identity (see the module docs).
@@ -202,23 +208,33 @@ impl TokenizerFile {
                 .iter()
                 .enumerate()
                 .map(|(i, it)| {
-                    let pair = it.as_array().filter(|a| a.len() == 2);
-                    let part = |j: usize| {
-                        pair.and_then(|a| a[j].as_u64())
-                            .filter(|&x| x < u32::MAX as u64)
-                    };
-                    match (part(0), part(1)) {
-                        (Some(a), Some(b)) => Ok([a as u32, b as u32]),
-                        _ => Err(VocabError::new(
-                            format!("/merges/{i}"),
-                            "not a pair of ids [left, right]",
-                        )),
-                    }
+                    // `[left, right]` (ranked merges) or `[part, part, ...]` (shortest
+                    // encoding); the arity is checked against the encoding by `Vocab::build`.
+                    let parts = it.as_array().ok_or_else(|| {
+                        VocabError::new(format!("/merges/{i}"), "not an array of ids")
+                    })?;
+                    parts
+                        .iter()
+                        .enumerate()
+                        .map(|(j, p)| {
+                            p.as_u64()
+                                .filter(|&x| x < u32::MAX as u64)
+                                .map(|x| x as u32)
+                                .ok_or_else(|| {
+                                    VocabError::new(format!("/merges/{i}/{j}"), "not an id")
+                                })
+                        })
+                        .collect::<Result<Vec<u32>, VocabError>>()
                 })
                 .collect::<Result<Vec<_>, VocabError>>()?,
             _ => return Err(VocabError::new("/merges", "not an array")),
         };
-        let vocab = Vocab::new(base_size, scope, dictionary, merges, n_positions)?;
+        let encoding: Encoding = match obj.get("encoding") {
+            None => Encoding::RankedMerges,
+            Some(e) => serde_json::from_value(e.clone())
+                .map_err(|e| VocabError::new("/encoding", e.to_string()))?,
+        };
+        let vocab = Vocab::build(base_size, scope, encoding, dictionary, merges, n_positions)?;
         let file = TokenizerFile {
             name,
             schema,

@@ -53,7 +53,10 @@ pub mod decisions;
 pub mod dictionary;
 pub mod file_format;
 mod pair_map;
+pub(crate) mod prune;
 mod segment;
+pub(crate) mod shortest;
+pub mod weighting;
 
 #[cfg(test)]
 mod experiments;
@@ -65,8 +68,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use bpe_train::{train, DictScoring, TrainConfig, TrainReport};
+pub use bpe_train::{train, train_grouped, DictScoring, TrainConfig, TrainReport};
 pub use file_format::TokenizerFile;
+pub use weighting::Weighting;
 
 use bpe_apply::MergeTable;
 
@@ -123,6 +127,26 @@ impl MergeScope {
     }
 }
 
+/// How [`Vocab::apply`] turns a word into ids. Stored in the file: it changes the encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    /// The dictionary for whole values, then the merges by rank (classic BPE).
+    RankedMerges,
+    /// The fewest ids whose expansions spell the word ([`shortest`]); ties go to the longest
+    /// id first. Dictionary and merge ids are just tokens with fixed expansions.
+    Shortest,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::RankedMerges => "ranked-merges",
+            Encoding::Shortest => "shortest",
+        }
+    }
+}
+
 /// A vocabulary could not be built or a tokenizer file could not be read. `pointer` is a JSON
 /// pointer into the tokenizer file (or into the training configuration), `""` for the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,8 +195,13 @@ pub struct Vocab {
     dict_lookup: HashMap<Box<[u8]>, u32>,
     /// Longest dictionary entry in bytes: longer contents skip the lookup.
     dict_max_len: usize,
-    merges: Vec<[u32; 2]>,
+    /// The parts of each merge: two with ranked merges, two or more with the shortest encoding.
+    merges: Vec<Vec<u32>>,
+    /// Ranks of the pair merges ([`Encoding::RankedMerges`] only).
     table: MergeTable,
+    encoding: Encoding,
+    /// The trie of [`Encoding::Shortest`] (empty for ranked merges).
+    shortest: shortest::ShortestTable,
     /// Expansions of all ids in `[0, pad)`, flattened (a base id expands to itself).
     exp_offsets: Vec<u32>,
     exp_data: Vec<u32>,
@@ -186,6 +215,7 @@ impl fmt::Debug for Vocab {
             .field("scope", &self.scope)
             .field("dictionary", &self.dictionary.len())
             .field("merges", &self.merges.len())
+            .field("encoding", &self.encoding)
             .field("vocab_size", &self.vocab_size())
             .field("n_positions", &self.n_positions)
             .finish()
@@ -198,6 +228,7 @@ impl PartialEq for Vocab {
             && self.scope == other.scope
             && self.dictionary == other.dictionary
             && self.merges == other.merges
+            && self.encoding == other.encoding
             && self.n_positions == other.n_positions
     }
 }
@@ -230,26 +261,53 @@ pub(crate) fn classify(id: u32, base_size: u32) -> Class {
 impl Vocab {
     /// A vocabulary without dictionary or merges: `apply` is the identity.
     pub fn base_only(base_size: u32, n_positions: u32) -> Result<Vocab, VocabError> {
-        Vocab::new(
+        Vocab::build(
             base_size,
             MergeScope::Strings,
+            Encoding::RankedMerges,
             Vec::new(),
             Vec::new(),
             n_positions,
         )
     }
 
-    /// Build and validate a vocabulary. Merge `r` gets id `base_size + dictionary.len() + r`.
-    ///
-    /// Checks: `base_size >= 268` (the fixed base ids); every id (positions included) below
-    /// 65,536; dictionary entries non-empty and distinct; merge parts defined
-    /// before the merge, not special, not `FALLBACK`; no duplicate merge; and every merge is a
-    /// sequence some word of `scope` can contain (otherwise it would be a dead id).
+    /// Build and validate a vocabulary with ranked pair merges ([`Encoding::RankedMerges`]).
+    /// Merge `r` gets id `base_size + dictionary.len() + r`. See [`Vocab::build`].
     pub fn new(
         base_size: u32,
         scope: MergeScope,
         dictionary: Vec<String>,
-        merges: Vec<[u32; 2]>,
+        merges: Vec<impl Into<Vec<u32>>>,
+        n_positions: u32,
+    ) -> Result<Vocab, VocabError> {
+        let merges = merges.into_iter().map(Into::into).collect();
+        Vocab::build(
+            base_size,
+            scope,
+            Encoding::RankedMerges,
+            dictionary,
+            merges,
+            n_positions,
+        )
+    }
+
+    /// Build and validate a vocabulary. Merge `r` gets id `base_size + dictionary.len() + r`
+    /// and expands to the concatenated expansions of its parts: exactly two parts with
+    /// [`Encoding::RankedMerges`] (a BPE merge), two or more with [`Encoding::Shortest`]
+    /// (pruning can remove the parts a BPE merge was built from; the token is then spelt
+    /// with the ids that remain).
+    ///
+    /// Checks: `base_size >= 268` (the fixed base ids); every id (positions included) below
+    /// 65,536; dictionary entries non-empty and distinct; merge parts defined before the
+    /// merge, not special, not `FALLBACK`; no duplicate merge (ranked) or no two trained ids
+    /// with the same expansion (shortest: the second could never be produced); and every
+    /// merge is a sequence some word of `scope` can contain (otherwise it would be a dead id).
+    pub fn build(
+        base_size: u32,
+        scope: MergeScope,
+        encoding: Encoding,
+        dictionary: Vec<String>,
+        merges: Vec<Vec<u32>>,
         n_positions: u32,
     ) -> Result<Vocab, VocabError> {
         if base_size < FIRST_SEL {
@@ -295,10 +353,22 @@ impl Vocab {
             exp_data.push(STR_END);
             exp_offsets.push(exp_data.len() as u32);
         }
+        let ranked = encoding == Encoding::RankedMerges;
         let mut seen = pair_map::PairMap::default();
-        for (r, &[a, b]) in merges.iter().enumerate() {
+        for (r, parts) in merges.iter().enumerate() {
             let id = dict_end + r as u32;
-            for (side, part) in [a, b].into_iter().enumerate() {
+            if parts.len() < 2 || (ranked && parts.len() != 2) {
+                let want = if ranked {
+                    "2 (ranked merges)"
+                } else {
+                    "at least 2"
+                };
+                return Err(VocabError::new(
+                    format!("/merges/{r}"),
+                    format!("a merge has {} parts, not {want}", parts.len()),
+                ));
+            }
+            for (side, &part) in parts.iter().enumerate() {
                 if part >= id {
                     return Err(VocabError::new(
                         format!("/merges/{r}/{side}"),
@@ -312,14 +382,18 @@ impl Vocab {
                     ));
                 }
             }
-            if seen.insert(pair_map::key(a, b), r as u32).is_some() {
+            if ranked
+                && seen
+                    .insert(pair_map::key(parts[0], parts[1]), r as u32)
+                    .is_some()
+            {
                 return Err(VocabError::new(
                     format!("/merges/{r}"),
-                    format!("duplicate merge [{a}, {b}]"),
+                    format!("duplicate merge {parts:?}"),
                 ));
             }
             let start = exp_data.len();
-            for part in [a, b] {
+            for &part in parts {
                 let (s, e) = (exp_offsets[part as usize], exp_offsets[part as usize + 1]);
                 exp_data.extend_from_within(s as usize..e as usize);
             }
@@ -327,28 +401,61 @@ impl Vocab {
                 return Err(VocabError::new(
                     format!("/merges/{r}"),
                     format!(
-                        "merge [{a}, {b}] can never occur with merge scope {}: {msg}",
+                        "merge {parts:?} can never occur with merge scope {}: {msg}",
                         scope.as_str()
                     ),
                 ));
             }
-            // In the `strings` and `structure-runs` scopes a dictionary id is a word on its own.
+            // Ranked merges in the `strings` and `structure-runs` scopes: a dictionary id is a
+            // word on its own. (The shortest encoding spells words in base ids, so any id
+            // with a fitting expansion can be used.)
             let joins_dict = matches!(
                 scope,
                 MergeScope::Across | MergeScope::Spans | MergeScope::Document
             );
-            if !joins_dict && (base_size..dict_end).any(|d| d == a || d == b) {
+            if ranked && !joins_dict && parts.iter().any(|&p| (base_size..dict_end).contains(&p)) {
                 return Err(VocabError::new(
                     format!("/merges/{r}"),
                     format!(
-                        "merge [{a}, {b}] joins a dictionary id, which is a whole word in scope {}",
+                        "merge {parts:?} joins a dictionary id, which is a whole word in scope {}",
                         scope.as_str()
                     ),
                 ));
             }
             exp_offsets.push(exp_data.len() as u32);
         }
-        let table = MergeTable::new(&merges, dict_end);
+        let exp = |id: usize| &exp_data[exp_offsets[id] as usize..exp_offsets[id + 1] as usize];
+        let (table, shortest) = match encoding {
+            Encoding::RankedMerges => {
+                let pairs: Vec<[u32; 2]> = merges.iter().map(|p| [p[0], p[1]]).collect();
+                (
+                    MergeTable::new(&pairs, dict_end),
+                    shortest::ShortestTable::default(),
+                )
+            }
+            Encoding::Shortest => {
+                let mut by_exp: HashMap<&[u32], usize> = HashMap::with_capacity(n_ids);
+                for id in base_size as usize..n_ids {
+                    if let Some(first) = by_exp.insert(exp(id), id) {
+                        let (ptr, what) = if id < dict_end as usize {
+                            (format!("/dictionary/{}", id - base_size as usize), "entry")
+                        } else {
+                            (format!("/merges/{}", id - dict_end as usize), "merge")
+                        };
+                        return Err(VocabError::new(
+                            ptr,
+                            format!(
+                                "{what} (id {id}) spells the same base ids as id {first}, so \
+                                 the shortest encoding could never produce it"
+                            ),
+                        ));
+                    }
+                }
+                let t =
+                    shortest::ShortestTable::new(n_ids as u32, base_size, |id| exp(id as usize));
+                (MergeTable::default(), t)
+            }
+        };
         Ok(Vocab {
             base_size,
             scope,
@@ -357,10 +464,16 @@ impl Vocab {
             dict_max_len,
             merges,
             table,
+            encoding,
+            shortest,
             exp_offsets,
             exp_data,
             n_positions,
         })
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
     }
 
     pub fn base_size(&self) -> u32 {
@@ -376,7 +489,7 @@ impl Vocab {
     pub fn dictionary(&self) -> &[String] {
         &self.dictionary
     }
-    pub fn merges(&self) -> &[[u32; 2]] {
+    pub fn merges(&self) -> &[Vec<u32>] {
         &self.merges
     }
     /// First dictionary id (equal to `base_size`).
@@ -463,6 +576,9 @@ impl Vocab {
 
     /// [`Vocab::apply`], appending to `out`.
     pub fn apply_into(&self, base: &[u32], out: &mut Vec<u32>) {
+        if self.encoding == Encoding::Shortest {
+            return self.apply_shortest(base, out);
+        }
         let mut ws = bpe_apply::Workspace::default();
         let mut word = Vec::new();
         let lookup = |bytes: &[u32], scratch: &mut Vec<u8>| -> Option<u32> {
@@ -486,6 +602,24 @@ impl Vocab {
                     out.extend_from_slice(w);
                     self.table.merge_tail(out, start, &mut ws);
                 }
+            },
+        );
+    }
+
+    /// [`Encoding::Shortest`]: the same words as ranked merges (cut without dictionary
+    /// lookups: a dictionary hit never moves a word boundary), each spelt with the fewest ids.
+    fn apply_shortest(&self, base: &[u32], out: &mut Vec<u32>) {
+        let mut sc = shortest::Scratch::default();
+        let mut word = Vec::new();
+        segment::segment(
+            base,
+            self.scope,
+            self.base_size,
+            &|_, _| None,
+            &mut word,
+            &mut |piece| match piece {
+                segment::Piece::Single(t) => out.push(t),
+                segment::Piece::Word(w) => self.shortest.encode_into(w, out, &mut sc),
             },
         );
     }

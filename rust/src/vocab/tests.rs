@@ -57,6 +57,9 @@ fn config(scope: MergeScope, dict: u32, vocab_size: u32) -> TrainConfig {
         min_dict_count: 2,
         min_pair_count: 2,
         n_positions: DEFAULT_N_POSITIONS,
+        weighting: Weighting::Raw,
+        encoding: Encoding::RankedMerges,
+        prune_extra: 0,
         progress: false,
     }
 }
@@ -95,7 +98,14 @@ fn layout_is_explicit() {
 
 #[test]
 fn apply_uses_dictionary_only_for_whole_values() {
-    let v = Vocab::new(BASE, MergeScope::Strings, vec!["main".into()], vec![], 0).unwrap();
+    let v = Vocab::new(
+        BASE,
+        MergeScope::Strings,
+        vec!["main".into()],
+        Vec::<[u32; 2]>::new(),
+        0,
+    )
+    .unwrap();
     let base = [
         content("main"),
         vec![SEL0],
@@ -477,7 +487,7 @@ fn file_errors_say_where() {
     ));
     assert_eq!(e.pointer, "/layout/vocab_size");
     // Change the first merge into a pair that is not defined yet.
-    let m0 = f.vocab.merges()[0];
+    let m0 = f.vocab.merges()[0].clone();
     let e = err(&text.replacen(&format!("[{},{}]", m0[0], m0[1]), "[60000,1]", 1));
     assert_eq!(e.pointer, "/merges/0/0");
     assert_eq!(err("[1,2]").pointer, "");
@@ -543,5 +553,250 @@ proptest! {
             }
         }
         prop_assert_eq!(back, ids);
+    }
+}
+
+// ---- Shortest encoding, pruning, group weighting ----
+
+fn shortest_config(dict: u32, vocab_size: u32, extra: u32) -> TrainConfig {
+    let mut c = config(MergeScope::Across, dict, vocab_size);
+    c.dict_scoring = DictScoring::Raw;
+    c.encoding = Encoding::Shortest;
+    c.prune_extra = extra;
+    c
+}
+
+/// The fewest tokens spelling `w`, by brute force over all ids' expansions.
+fn brute_shortest(v: &Vocab, w: &[u32]) -> usize {
+    let mut best = vec![usize::MAX; w.len() + 1];
+    best[w.len()] = 0;
+    for i in (0..w.len()).rev() {
+        for id in 0..v.pad_id() {
+            let e = v.expansion(id).unwrap();
+            if !e.is_empty() && w[i..].starts_with(e) && best[i + e.len()] != usize::MAX {
+                best[i] = best[i].min(1 + best[i + e.len()]);
+            }
+        }
+    }
+    best[0]
+}
+
+#[test]
+fn shortest_encoding_is_minimal_and_prefers_long_tokens() {
+    // "ab", "abc", "cd": "abcd" is [abc][d] or [ab][cd] (2 ids); the tie goes to the longest
+    // token first: [abc][d].
+    let merges: Vec<Vec<u32>> = vec![vec![97, 98], vec![BASE, 99], vec![99, 100]];
+    let v = Vocab::build(
+        BASE,
+        MergeScope::Strings,
+        Encoding::Shortest,
+        vec![],
+        merges,
+        0,
+    )
+    .unwrap();
+    let w = [97, 98, 99, 100, STR_END];
+    assert_eq!(v.apply(&w), vec![BASE + 1, 100, STR_END]);
+    // Ranked merges over the same pairs take "ab" then "cd" (rank order): 3 ids as well here,
+    // but never fewer than the shortest encoding.
+    let ranked = Vocab::new(
+        BASE,
+        MergeScope::Strings,
+        vec![],
+        vec![[97, 98], [BASE, 99], [99, 100]],
+        0,
+    )
+    .unwrap();
+    assert!(ranked.apply(&w).len() >= v.apply(&w).len());
+}
+
+#[test]
+fn shortest_vocabularies_reject_what_could_never_be_produced() {
+    let build = |enc, dict: Vec<String>, merges: Vec<Vec<u32>>| {
+        Vocab::build(BASE, MergeScope::Across, enc, dict, merges, 0)
+    };
+    // A merge that spells a dictionary entry ("ab" STR_END) is dead under the shortest encoding.
+    let e = build(
+        Encoding::Shortest,
+        vec!["ab".into()],
+        vec![vec![97, 98], vec![BASE + 1, STR_END]],
+    )
+    .unwrap_err();
+    assert_eq!(e.pointer, "/merges/1");
+    assert!(e.message.contains("same base ids"), "{}", e.message);
+    // Ranked merges are pairs; the shortest encoding allows more parts, but at least two.
+    let e = build(Encoding::RankedMerges, vec![], vec![vec![97, 98, 99]]).unwrap_err();
+    assert_eq!(e.pointer, "/merges/0");
+    build(Encoding::Shortest, vec![], vec![vec![97, 98, 99]]).unwrap();
+    let e = build(Encoding::Shortest, vec![], vec![vec![97]]).unwrap_err();
+    assert_eq!(e.pointer, "/merges/0");
+    let e = build(Encoding::Shortest, vec![], vec![vec![97, BASE]]).unwrap_err();
+    assert_eq!(e.pointer, "/merges/0/1");
+}
+
+#[test]
+fn pruning_fills_the_budget_exactly_and_round_trips() {
+    // The corpus supports ~125 merges: a budget of 57 plus up to 60 extra fits.
+    let docs = corpus();
+    for (dict, extra) in [(0, 0), (8, 20), (8, 60)] {
+        let v = train(&docs, &shortest_config(dict, BASE + 60, extra)).unwrap();
+        assert_eq!(v.encoding(), Encoding::Shortest);
+        if extra > 0 {
+            assert_eq!(v.vocab_size(), BASE + 60, "dict {dict} extra {extra}");
+        } else {
+            // Merges that duplicate another id are dropped even without pruning.
+            assert!(v.vocab_size() <= BASE + 60);
+        }
+        for (r, parts) in v.merges().iter().enumerate() {
+            assert!(parts.len() >= 2);
+            assert!(parts.iter().all(|&p| p < v.merge_start() + r as u32));
+        }
+        for d in &docs {
+            assert_eq!(expand_all(&v, &v.apply(d)), *d);
+        }
+    }
+    // Pruning a larger candidate set spells the training corpus itself with no more ids than
+    // keeping the first BPE merges.
+    let count = |v: &Vocab| docs.iter().map(|d| v.apply(d).len()).sum::<usize>();
+    let plain = train(&docs, &shortest_config(8, BASE + 60, 0)).unwrap();
+    let pruned = train(&docs, &shortest_config(8, BASE + 60, 60)).unwrap();
+    assert!(
+        count(&pruned) <= count(&plain),
+        "{} > {}",
+        count(&pruned),
+        count(&plain)
+    );
+}
+
+#[test]
+fn group_weighting_damps_repetition_inside_a_group() {
+    // Group 0: 100 documents with "xy"; groups 1..=20: one document each with "pq".
+    // Raw counts: (x,y) 100 > (p,q) 20. Square root per group: (x,y) 10 < (p,q) 20.
+    let mut docs = Vec::new();
+    let mut groups = Vec::new();
+    for _ in 0..100 {
+        docs.push(content("xy"));
+        groups.push(0);
+    }
+    for g in 1..=20 {
+        docs.push(content("pq"));
+        groups.push(g);
+    }
+    let mut cfg = config(MergeScope::Strings, 0, BASE + 4);
+    cfg.weighting = Weighting::Power(50);
+    let first = |v: &Vocab| v.merges()[0].clone();
+    let (raw, _) = train_grouped(&docs, None, &cfg).unwrap();
+    assert_eq!(first(&raw), vec![u32::from(b'x'), u32::from(b'y')]);
+    let (damped, report) = train_grouped(&docs, Some(&groups), &cfg).unwrap();
+    assert_eq!(first(&damped), vec![u32::from(b'p'), u32::from(b'q')]);
+    assert_eq!(report.groups, 21);
+    assert_eq!(report.weighting, Weighting::Power(50));
+    // Without group ids the weighting is raw, whatever the configuration says.
+    let mut raw_cfg = cfg.clone();
+    raw_cfg.weighting = Weighting::Raw;
+    assert_eq!(train(&docs, &raw_cfg).unwrap(), raw);
+    // One group id per document.
+    let e = train_grouped(&docs, Some(&groups[1..]), &cfg).unwrap_err();
+    assert_eq!(e.pointer, "/groups");
+}
+
+#[test]
+fn grouped_training_is_deterministic_and_independent_of_labels_and_order() {
+    let docs = corpus();
+    let groups: Vec<u32> = (0..docs.len() as u32).map(|i| i % 7).collect();
+    let mut cfg = shortest_config(8, BASE + 150, 100);
+    cfg.weighting = Weighting::Power(60);
+    let (a, _) = train_grouped(&docs, Some(&groups), &cfg).unwrap();
+    let (b, _) = train_grouped(&docs, Some(&groups), &cfg).unwrap();
+    assert_eq!(a, b);
+    // Other labels for the same groups, and the documents in another order.
+    let relabeled: Vec<u32> = groups.iter().map(|g| 1000 - 3 * g).collect();
+    let (c, _) = train_grouped(&docs, Some(&relabeled), &cfg).unwrap();
+    assert_eq!(a, c);
+    let (mut rdocs, mut rgroups) = (docs.clone(), groups.clone());
+    rdocs.reverse();
+    rgroups.reverse();
+    let (d, _) = train_grouped(&rdocs, Some(&rgroups), &cfg).unwrap();
+    assert_eq!(a, d);
+}
+
+#[test]
+fn weighting_values() {
+    assert_eq!(Weighting::Raw.weigh(9), 9);
+    assert_eq!(Weighting::Raw.unit(), 1);
+    let u = Weighting::Power(50).unit();
+    assert_eq!(Weighting::Power(50).weigh(9), 3 * u);
+    assert_eq!(Weighting::Power(100).weigh(9), 9 * u);
+    assert_eq!(Weighting::Distinct.weigh(9), u);
+    assert_eq!(Weighting::Log.weigh(1), u);
+}
+
+#[test]
+fn shortest_file_round_trip_keeps_encoding_and_identity() {
+    let v = train(&corpus(), &shortest_config(8, BASE + 150, 100)).unwrap();
+    assert!(v.merges().iter().any(|m| m.len() > 2) || !v.merges().is_empty());
+    let f = TokenizerFile {
+        name: "t".into(),
+        schema: serde_json::json!({}),
+        registry: vec![],
+        vocab: v.clone(),
+        training: serde_json::Value::Null,
+    };
+    let text = String::from_utf8(f.to_bytes()).unwrap();
+    assert!(text.contains("\"encoding\": \"shortest\""));
+    let back = TokenizerFile::from_bytes(text.as_bytes()).unwrap();
+    assert_eq!(back, f);
+    assert_eq!(back.vocab.encoding(), Encoding::Shortest);
+    // The encoding is part of the identity: the same ids read as ranked merges (where
+    // possible) hash differently; an unknown encoding is an error that says where.
+    let err = |t: &str| TokenizerFile::from_bytes(t.as_bytes()).unwrap_err();
+    assert_eq!(
+        err(&text.replace("\"encoding\": \"shortest\"", "\"encoding\": \"greedy\"")).pointer,
+        "/encoding"
+    );
+    let e = err(&text.replace("\"encoding\": \"shortest\",\n", ""));
+    assert!(
+        e.pointer == "/hash" || e.pointer.starts_with("/merges/"),
+        "{e:?}"
+    );
+    // Ranked files written before the field existed carry no `encoding` and keep their hash.
+    let ranked = train(&corpus(), &config(MergeScope::Across, 8, BASE + 150)).unwrap();
+    let rf = TokenizerFile {
+        vocab: ranked,
+        ..f.clone()
+    };
+    assert!(!String::from_utf8(rf.to_bytes())
+        .unwrap()
+        .contains("encoding"));
+}
+
+proptest! {
+    #[test]
+    fn shortest_apply_is_minimal_and_expands_back(
+        merges in arb_table(),
+        word in prop::collection::vec(prop_oneof![4 => 97u32..100, 1 => Just(SEL0)], 0..40),
+    ) {
+        let v = Vocab::new(BASE, MergeScope::Strings, vec![], merges.clone(), 0).unwrap();
+        let parts: Vec<Vec<u32>> = merges.iter().map(|m| m.to_vec()).collect();
+        let Ok(s) = Vocab::build(BASE, MergeScope::Strings, Encoding::Shortest, vec![], parts, 0)
+        else {
+            // Two merges with the same expansion: not a shortest-encoding vocabulary.
+            return Ok(());
+        };
+        let mut w = word.clone();
+        w.push(STR_END);
+        let ids = s.apply(&w);
+        prop_assert_eq!(expand_all(&s, &ids), w.clone());
+        prop_assert!(ids.len() <= v.apply(&w).len());
+        // Minimal within each word (words end at structural ids in the strings scope).
+        let mut expect = 0;
+        for piece in w.split_inclusive(|&t| t == SEL0) {
+            let (body, sel) = match piece.last() {
+                Some(&SEL0) => (&piece[..piece.len() - 1], 1),
+                _ => (piece, 0),
+            };
+            expect += brute_shortest(&s, body) + sel;
+        }
+        prop_assert_eq!(ids.len(), expect);
     }
 }

@@ -250,7 +250,7 @@ def test_loss_falls_and_outputs_are_written(shard: Path, tmp_path: Path) -> None
     val = [r for r in records if "val_loss" in r]
     assert [r["step"] for r in val] == [20, 40]
     assert records[-1]["train_loss"] < records[0]["train_loss"] - 0.7
-    assert val[-1]["val_loss"] < math.log(TCT_VOCAB) - 1.5
+    assert val[-1]["val_loss"] < math.log(TCT_VOCAB) - 1.0  # well below uniform
     assert val[-1]["val_bpb"] < val[0]["val_bpb"]
     assert (out / "loss_curve.png").stat().st_size > 1000
     assert checkpoint.list_steps(out) == [40]

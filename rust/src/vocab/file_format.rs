@@ -15,7 +15,7 @@
 //!   "merge_scope": "across",
 //!   "encoding": "shortest",                   // absent = "ranked-merges"
 //!   "dictionary": [ "ubuntu-latest", … ],      // dictionary id base_size + i
-//!   "merges": [ [97, 98], … ],                // merge id merge_start + rank
+//!   "merges": [ [97, 98], [301, 99, 104], … ], // merge id merge_start + r: its parts
 //!   "training": { … }                          // what training saw (informational)
 //! }
 //! ```
@@ -23,10 +23,15 @@
 //! The `hash` is SHA-256 over the compact JSON of the fields that decide encodings, in this
 //! order: `token_layout_version`, `schema`, `registry`, `layout`, `merge_scope`, `encoding`
 //! (only when it is not `ranked-merges`, so files written before the field existed keep their
-//! hash), `dictionary`, `merges`. Name and training metadata are not part of the identity: retraining the same
-//! corpus gives the same hash, renaming the file does not change it. Reading checks the format,
+//! hash), `dictionary`, `merges`. Name and training metadata are not part of the identity:
+//! retraining the same corpus gives the same hash, renaming the file does not change it. Reading checks the format,
 //! the version, the layout against the dictionary and merges, and the hash, and says where a
 //! problem is (a JSON pointer into the file).
+//!
+//! Merges are pairs with `"encoding": "ranked-merges"` (absent) and two or more parts with
+//! `"encoding": "shortest"` (pruning may remove the parts a BPE merge was built from; the kept
+//! merge is then spelt with the ids that remain before it). Files of the first layout (pairs,
+//! no `encoding`) read as before and keep their hash.
 //!
 //! Writing is atomic ([`TokenizerFile::write`]): a temporary file in the same directory, then a
 //! rename, so a crash never leaves a half-written file that looks whole.

@@ -1,5 +1,5 @@
-//! The trained vocabulary over base tokens: a dictionary of frequent whole values and ranked
-//! BPE merges, an explicit versioned id layout, and the versioned tokenizer file.
+//! The trained vocabulary over base tokens: a dictionary of frequent whole values and merges
+//! (BPE, pruned), an explicit versioned id layout, and the versioned tokenizer file.
 //!
 //! # Id layout (vocabulary layout version 1)
 //!
@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `[0, base_size)` | base ids of `docs/token-format.md`; `base_size = 268 + n_sel` depends on the schema |
 //! | `[base_size, merge_start)` | dictionary ids: id `base_size + i` expands to `bytes(dictionary[i]) STR_END` |
-//! | `[merge_start, pad)` | merge ids: merge `r` (its rank) is id `merge_start + r` and expands to the expansions of its two parts |
+//! | `[merge_start, pad)` | merge ids: merge `r` is id `merge_start + r` and expands to the concatenated expansions of its parts (two for ranked merges, two or more for the shortest encoding), all defined before it |
 //! | `pad, bos, eos` | `vocab_size - 3`, `- 2`, `- 1`; never produced by [`Vocab::apply`], never part of a merge |
 //! | `[vocab_size, vocab_size + n_positions)` | position ids of the window format ([`Vocab::position_id`]) |
 //!
@@ -19,16 +19,20 @@
 //!
 //! In the base stream, BYTE ids (0..=255) appear only inside strings, keys and number texts, and
 //! each such *content* ends with `STR_END` (256). So a maximal run of BYTEs followed by `STR_END`
-//! is exactly one value, found without the schema. `apply`:
-//! 1. cuts the stream into *words* according to the vocabulary's [`MergeScope`];
-//! 2. replaces each content whose bytes are a dictionary entry by its dictionary id;
-//! 3. applies the merges inside each word, lowest rank first, leftmost first (classic BPE), with a
-//!    heap over a linked list: `O(n log n)` per word, so a 200 KB `run` script stays linear-ish.
+//! is exactly one value, found without the schema. `apply` cuts the stream into *words*
+//! according to the vocabulary's [`MergeScope`], then spells each word by its [`Encoding`]:
+//! - [`Encoding::Shortest`] (the default): the fewest ids whose expansions spell the word,
+//!   ties to the longest id first ([`shortest`]): a dynamic program over a trie of all
+//!   expansions, `O(n * longest match)`, with words cut where no id can span and recurring
+//!   pieces memoized per thread;
+//! - [`Encoding::RankedMerges`] (classic BPE, the first layout): each content that is a
+//!   dictionary entry becomes its dictionary id, then the merges apply inside each word,
+//!   lowest rank first, leftmost first ([`bpe_apply`]).
 //!
 //! `FALLBACK` (260) and any id that is not a base id are word boundaries and never merged:
 //! the matcher never allows `FALLBACK`, so a merge containing it would be a dead id.
 //!
-//! # Training ([`train`])
+//! # Training ([`train_grouped`], [`train`])
 //!
 //! 1. Count whole contents over all streams (in parallel) and choose the dictionary
 //!    ([`DictScoring`]).
@@ -37,11 +41,17 @@
 //!    a lazy max-heap and per-pair occurrence lists: each merge costs the number of its
 //!    occurrences, not the length of the words it touches. Ties go to the smaller pair
 //!    `(left, right)`, so training is deterministic (and independent of input order).
+//! 3. With group ids (repositories), pair counts and dictionary counts are summed per group
+//!    through a concave weighting ([`weighting`]): 150 versions of one repository's script
+//!    count far less than 150 repositories using a value.
+//! 4. For the shortest encoding, more merges than the budget are learnt, then the tokens whose
+//!    loss costs least are pruned away ([`prune`]) and the kept merges are re-spelt.
 //!
 //! # File ([`file_format`])
 //!
 //! One JSON file: format name and version, name, schema and registry, layout, merge scope,
-//! dictionary, merges, training metadata, and a SHA-256 content hash (the tokenizer's identity).
+//! encoding, dictionary, merges, training metadata, and a SHA-256 content hash (the
+//! tokenizer's identity).
 //!
 //! # Decisions and measurements
 //!
@@ -53,9 +63,9 @@ pub mod decisions;
 pub mod dictionary;
 pub mod file_format;
 mod pair_map;
-pub(crate) mod prune;
+pub mod prune;
 mod segment;
-pub(crate) mod shortest;
+pub mod shortest;
 pub mod weighting;
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -490,6 +490,7 @@ def train(
     name: str | None = None,
     progress: bool = False,
     num_threads: int | None = None,
+    groups: Sequence[Hashable] | None = None,
 ) -> Tokenizer:
     """Train a vocabulary (a dictionary of whole values and ranked BPE merges over base tokens)
     for `schema` on `docs` (JSON text, bytes or Python values). The work runs in Rust, in
@@ -498,6 +499,11 @@ def train(
     `vocab_size` counts every id (base ids, dictionary, merges and PAD/BOS/EOS); position ids
     of the window format come on top. Save the result with `tok.save(path)`; `tct.load(path)`
     reads it back.
+
+    `groups` gives each document a group label (any hashable, e.g. its repository), one per
+    document: repetition inside a group (many versions of one repository's files) is weighed
+    down, so the vocabulary is spent on what recurs across groups. Without it every occurrence
+    counts 1.
     """
     data, source = _schema_bytes(schema, "schema")
     entries = _registry_entries(registry)
@@ -509,6 +515,15 @@ def train(
             raise EncodeError(
                 f"document {i}: {e}", pointer=e.pointer, offset=e.offset, index=i
             ) from e
+    group_ids: list[int] | None = None
+    if groups is not None:
+        labels: dict[Hashable, int] = {}
+        group_ids = [labels.setdefault(g, len(labels)) for g in groups]
+        if len(group_ids) != len(payload):
+            raise TctError(
+                f"groups has {len(group_ids)} labels for {len(payload)} documents "
+                "(one per document)"
+            )
     if name is None:
         name = Path(source).stem if source else "tokenizer"
     core = _tct.Tokenizer.train(
@@ -521,6 +536,7 @@ def train(
         name=name,
         progress=progress,
         num_threads=num_threads,
+        groups=group_ids,
     )
     return Tokenizer(core)
 

@@ -69,9 +69,10 @@ class Tokenizer:
         name: str = "tokenizer",
         progress: bool = False,
         num_threads: int | None = None,
+        groups: list[int] | None = None,
     ) -> Tokenizer:
         """Train a vocabulary in Rust, in parallel, with the GIL released. `merge_scope` is
-        `"strings"`, `"structure-runs"` or `"across"`."""
+        `"strings"`, `"structure-runs"` or `"across"`; `groups` is one group id per document."""
     def encode_prefix(self, doc: bytes) -> list[int]:
         """Ids of a partial document used as a generation prompt (its last path left open)."""
     def random_document(self, seed: int, max_tokens: int = 512) -> tuple[list[int], str]:

@@ -91,8 +91,19 @@ def _load_file(path: Path) -> Any:
         raise CorpusError(f"{path}: {e}") from None
 
 
-def iter_documents(corpus: Path, field: str | None = None) -> Iterator[Any]:
-    """Documents of a directory or a .jsonl(.gz) file, in a deterministic order."""
+def iter_documents(
+    corpus: Path,
+    field: str | None = None,
+    group_field: str | None = None,
+    groups: list[Any] | None = None,
+) -> Iterator[Any]:
+    """Documents of a directory or a .jsonl(.gz) file, in a deterministic order. With
+    `group_field` (a .jsonl corpus of records), the record's value of that field is appended to
+    `groups` for each document yielded."""
+    if group_field is not None and not (
+        corpus.name.endswith(".jsonl") or corpus.name.endswith(".jsonl.gz")
+    ):
+        raise CorpusError(f"{corpus}: --group-field needs a .jsonl(.gz) corpus of records")
     if corpus.is_dir():
         for path in sorted(p for p in corpus.rglob("*") if p.suffix in DOC_SUFFIXES):
             yield _load_file(path)
@@ -114,12 +125,17 @@ def iter_documents(corpus: Path, field: str | None = None) -> Iterator[Any]:
                 value = json.loads(line)
             except json.JSONDecodeError as e:
                 raise CorpusError(f"{corpus}: line {lineno} column {e.colno}: {e.msg}") from None
+            record = value
             if field is not None:
                 if not isinstance(value, dict) or field not in value:
                     raise CorpusError(f"{corpus}: line {lineno}: no field {field!r}")
                 value = value[field]
                 if value is None:  # e.g. a negative example whose YAML did not load
                     continue
+            if group_field is not None and groups is not None:
+                if not isinstance(record, dict) or group_field not in record:
+                    raise CorpusError(f"{corpus}: line {lineno}: no field {group_field!r}")
+                groups.append(json.dumps(record[group_field], sort_keys=True))
             yield value
 
 
@@ -132,7 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path, help="where to write the tokenizer file")
     ap.add_argument("--field", help="in a .jsonl corpus, the record field holding the document")
     ap.add_argument("--vocab-size", type=int, default=8192)
-    ap.add_argument("--dictionary-size", type=int, default=256)
+    ap.add_argument(
+        "--dictionary-size", type=int, help="dictionary entries (default: the library's)"
+    )
+    ap.add_argument(
+        "--group-field",
+        help="in a .jsonl corpus, the record field naming each document's group (e.g. repo): "
+        "repetition inside a group is weighed down in training",
+    )
     ap.add_argument(
         "--merge-scope",
         choices=("strings", "structure-runs", "across", "spans", "document"),
@@ -149,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         schema = json.loads(args.schema.read_text(encoding="utf-8"))
         docs = []
-        for i, d in enumerate(iter_documents(args.corpus, args.field), 1):
+        groups: list[Any] | None = [] if args.group_field else None
+        for i, d in enumerate(iter_documents(args.corpus, args.field, args.group_field, groups), 1):
             docs.append(d)
             if not args.quiet and i % 5000 == 0:
                 print(f"tct-train: read {i} documents", file=sys.stderr)
@@ -170,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             merge_scope=args.merge_scope,
             name=args.name or args.out.name.split(".")[0],
             progress=not args.quiet,
+            groups=groups,
         )
         tok.save(args.out)
     except tct.TctError as e:

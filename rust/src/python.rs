@@ -469,7 +469,7 @@ impl PyTokenizer {
     /// Train a vocabulary for `schema` on `docs` (JSON bytes each), in Rust, in parallel, with
     /// the GIL released. `merge_scope` is "strings", "structure-runs" or "across".
     #[staticmethod]
-    #[pyo3(signature = (schema, registry, docs, vocab_size, dictionary_size=None, merge_scope=None, name=String::from("tokenizer"), progress=false, num_threads=None))]
+    #[pyo3(signature = (schema, registry, docs, vocab_size, dictionary_size=None, merge_scope=None, name=String::from("tokenizer"), progress=false, num_threads=None, groups=None))]
     #[allow(clippy::too_many_arguments)]
     fn train(
         py: Python<'_>,
@@ -482,6 +482,7 @@ impl PyTokenizer {
         name: String,
         progress: bool,
         num_threads: Option<usize>,
+        groups: Option<Vec<u32>>,
     ) -> PyResult<Self> {
         let scope = match merge_scope.as_deref() {
             None => None,
@@ -506,6 +507,7 @@ impl PyTokenizer {
             name,
             progress,
             num_threads,
+            groups,
         };
         let result = py.detach(|| -> Result<Tokenizer, crate::error::TctTrainError> {
             let schema = parse_schema_json(schema, "the schema")

@@ -802,6 +802,9 @@ pub struct TrainOptions {
     pub name: String,
     pub progress: bool,
     pub num_threads: Option<usize>,
+    /// A group id (e.g. the repository) per document: training weighs repetition inside a
+    /// group down (`vocab::weighting`). `None`: every occurrence counts 1.
+    pub groups: Option<Vec<u32>>,
 }
 
 impl Tokenizer {
@@ -843,8 +846,9 @@ impl Tokenizer {
             cfg.scope = s;
         }
         cfg.progress = opts.progress;
-        let (vocab, mut report) = crate::vocab::bpe_train::train_with_report(&streams, &cfg)
-            .map_err(|e| TctTrainError::Schema(e.into()))?;
+        let (vocab, mut report) =
+            crate::vocab::train_grouped(&streams, opts.groups.as_deref(), &cfg)
+                .map_err(|e| TctTrainError::Schema(e.into()))?;
         // Wall-clock times would make the file differ between identical runs: keep them out.
         report.seconds.clear();
         let file = TokenizerFile {

@@ -570,19 +570,7 @@ impl StrSpec {
             .map(|e| &e[prefix.len()..])
             .collect();
         if pending.is_empty() {
-            let key = self.memo_key(st);
-            if let Ok(m) = self.live_memo.lock() {
-                if let Some(&r) = m.get(&key) {
-                    return r;
-                }
-            }
-            let r = self.search(st, &[]).is_some();
-            if let Ok(mut m) = self.live_memo.lock() {
-                if m.len() < 1 << 20 {
-                    m.insert(key, r);
-                }
-            }
-            r
+            self.live_ignoring_exclusions(st)
         } else {
             self.search(st, &pending).is_some()
         }

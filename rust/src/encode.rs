@@ -10,8 +10,8 @@ use crate::base::*;
 use crate::compile::ir::{Node, NodeId, ObjSpec};
 use crate::compile::Graph;
 use crate::error::{escape_pointer_token, EncodeError};
+use crate::json::{string_literal_eq, Json};
 use crate::machine::{header_feasible, number_grammar_ok, Bits};
-use serde_json::Value;
 
 enum Seg<'v> {
     Key(&'v str),
@@ -28,13 +28,14 @@ pub struct Encoder<'g, 'v> {
     pub relax_min: bool,
 }
 
-fn const_eq(c: &str, v: &Value) -> bool {
+/// Whether `v` is the constant whose compact JSON text is `c` (numbers compare by text).
+fn const_eq(c: &str, v: &Json) -> bool {
     match v {
-        Value::String(s) => c.starts_with('"') && serde_json::to_string(s).is_ok_and(|x| x == c),
-        Value::Null => c == "null",
-        Value::Bool(b) => c == if *b { "true" } else { "false" },
-        Value::Number(n) => n.to_string() == c,
-        _ => serde_json::from_str::<Value>(c).is_ok_and(|x| &x == v),
+        Json::String(s) => string_literal_eq(c, s),
+        Json::Null => c == "null",
+        Json::Bool(b) => c == if *b { "true" } else { "false" },
+        Json::Number(n) => *n == c,
+        _ => crate::json::parse(c.as_bytes()).is_ok_and(|x| &x == v),
     }
 }
 
@@ -63,7 +64,10 @@ impl<'g, 'v> Encoder<'g, 'v> {
     }
 
     /// Encode a whole document.
-    pub fn encode_document(mut self, v: &'v Value) -> Result<(Vec<u32>, Vec<String>), EncodeError> {
+    pub fn encode_document(
+        mut self,
+        v: &'v Json<'v>,
+    ) -> Result<(Vec<u32>, Vec<String>), EncodeError> {
         let root = self.g.root;
         if !self.enc(root, v, false) {
             self.out.clear();
@@ -91,21 +95,20 @@ impl<'g, 'v> Encoder<'g, 'v> {
         self.out.push(STR_END);
     }
 
-    fn fallback(&mut self, v: &'v Value) {
+    fn fallback(&mut self, v: &'v Json<'v>) {
         self.fallbacks.push(self.pointer());
         self.out.push(FALLBACK);
         self.generic(v);
     }
 
-    fn generic(&mut self, v: &'v Value) {
+    fn generic(&mut self, v: &'v Json<'v>) {
         match v {
-            Value::Null => self.out.push(G_NULL),
-            Value::Bool(false) => self.out.push(G_FALSE),
-            Value::Bool(true) => self.out.push(G_TRUE),
-            Value::Number(n) => {
+            Json::Null => self.out.push(G_NULL),
+            Json::Bool(false) => self.out.push(G_FALSE),
+            Json::Bool(true) => self.out.push(G_TRUE),
+            Json::Number(t) => {
                 self.out.push(G_NUM);
-                let t = n.to_string();
-                if !number_grammar_ok(&t, false) && !generic_number_ok(&t) && self.error.is_none() {
+                if !number_grammar_ok(t, false) && !generic_number_ok(t) && self.error.is_none() {
                     {
                         self.error = Some(EncodeError::at(
                             self.pointer(),
@@ -113,13 +116,13 @@ impl<'g, 'v> Encoder<'g, 'v> {
                         ));
                     }
                 }
-                self.push_bytes(&t);
+                self.push_bytes(t);
             }
-            Value::String(s) => {
+            Json::String(s) => {
                 self.out.push(G_STR);
                 self.push_bytes(s);
             }
-            Value::Array(a) => {
+            Json::Array(a) => {
                 self.out.push(G_ARR);
                 for (i, x) in a.iter().enumerate() {
                     self.path.push(Seg::Idx(i));
@@ -128,9 +131,9 @@ impl<'g, 'v> Encoder<'g, 'v> {
                 }
                 self.out.push(ARR_END);
             }
-            Value::Object(m) => {
+            Json::Object(m) => {
                 self.out.push(G_OBJ);
-                for (k, x) in m {
+                for (k, x) in m.iter() {
                     self.out.extend(k.bytes().map(u32::from));
                     self.out.push(STR_END);
                     self.path.push(Seg::Key(k));
@@ -146,7 +149,7 @@ impl<'g, 'v> Encoder<'g, 'v> {
     /// fails the whole attempt instead when `strict`, when the child is a constant (it has no
     /// token to replace), or when the child starts at the same position as its parent (`shared`:
     /// the decoder binds a FALLBACK there to the parent).
-    fn child(&mut self, n: NodeId, v: &'v Value, strict: bool, shared: bool) -> bool {
+    fn child(&mut self, n: NodeId, v: &'v Json<'v>, strict: bool, shared: bool) -> bool {
         let mark = (self.out.len(), self.fallbacks.len());
         if self.enc(n, v, strict) {
             return true;
@@ -161,30 +164,32 @@ impl<'g, 'v> Encoder<'g, 'v> {
     }
 
     /// Cheap necessary conditions for `v` to be encodable as node `n`.
-    fn quick_ok(&self, n: NodeId, v: &Value) -> bool {
+    fn quick_ok(&self, n: NodeId, v: &Json) -> bool {
         match &self.g.nodes[n as usize] {
             Node::Any => true,
             Node::Never => false,
             Node::Const(c) => const_eq(c, v),
             Node::Enum(vals) => vals.iter().any(|c| const_eq(c, v)),
-            Node::Bool => v.is_boolean(),
-            Node::Str(_) => v.is_string(),
-            Node::Num(s) => v
-                .as_number()
-                .is_some_and(|x| !s.integer || number_grammar_ok(&x.to_string(), true)),
-            Node::Arr(_) => v.is_array(),
+            Node::Bool => matches!(v, Json::Bool(_)),
+            Node::Str(_) => matches!(v, Json::String(_)),
+            Node::Num(s) => match v {
+                Json::Number(x) => !s.integer || number_grammar_ok(x, true),
+                _ => false,
+            },
+            Node::Arr(_) => matches!(v, Json::Array(_)),
             Node::Obj(o) => {
                 let Some(m) = v.as_object() else { return false };
                 o.props
                     .iter()
-                    .all(|p| !p.required || m.contains_key(&p.name))
-                    && (o.map.is_some() || m.keys().all(|k| o.props.iter().any(|p| &p.name == k)))
+                    .all(|p| !p.required || m.iter().any(|(k, _)| *k == p.name))
+                    && (o.map.is_some()
+                        || m.iter().all(|(k, _)| o.props.iter().any(|p| p.name == *k)))
             }
             Node::Union(bs) => bs.iter().any(|&b| self.quick_ok(b, v)),
         }
     }
 
-    fn enc(&mut self, n: NodeId, v: &'v Value, strict: bool) -> bool {
+    fn enc(&mut self, n: NodeId, v: &'v Json<'v>, strict: bool) -> bool {
         let g = self.g;
         match &g.nodes[n as usize] {
             Node::Any => {
@@ -206,27 +211,26 @@ impl<'g, 'v> Encoder<'g, 'v> {
                 None => false,
             },
             Node::Bool => match v {
-                Value::Bool(b) => {
+                Json::Bool(b) => {
                     self.out.push(SEL0 + *b as u32);
                     true
                 }
                 _ => false,
             },
             Node::Str(spec) => match v {
-                Value::String(s) if spec.accepts(s, &[]) => {
+                Json::String(s) if spec.accepts(s, &[]) => {
                     self.push_bytes(s);
                     true
                 }
                 _ => false,
             },
             Node::Num(spec) => match v {
-                Value::Number(x) => {
-                    let t = x.to_string();
+                Json::Number(t) => {
                     // Bounded numbers are generated without exponents (see machine.rs).
                     let bounded = spec.min.is_some() || spec.max.is_some();
                     let exp_ok = !bounded || !t.contains(['e', 'E']);
-                    if exp_ok && number_grammar_ok(&t, spec.integer) && spec.accepts_value(&t) {
-                        self.push_bytes(&t);
+                    if exp_ok && number_grammar_ok(t, spec.integer) && spec.accepts_value(t) {
+                        self.push_bytes(t);
                         true
                     } else {
                         false
@@ -246,7 +250,7 @@ impl<'g, 'v> Encoder<'g, 'v> {
                     return false;
                 }
                 if a.unique {
-                    let mut seen: Vec<&Value> = Vec::with_capacity(items.len());
+                    let mut seen: Vec<&Json> = Vec::with_capacity(items.len());
                     for x in items {
                         if seen.contains(&x) {
                             return false;
@@ -306,13 +310,14 @@ impl<'g, 'v> Encoder<'g, 'v> {
         }
     }
 
-    fn enc_obj(&mut self, o: &ObjSpec, v: &'v Value, strict: bool) -> bool {
+    fn enc_obj(&mut self, o: &ObjSpec, v: &'v Json<'v>, strict: bool) -> bool {
         let Some(m) = v.as_object() else { return false };
         let mut present = Bits::default();
-        let mut vals: Vec<Option<(&'v str, &'v Value)>> = vec![None; o.props.len()];
-        let mut entries: Vec<(&'v str, &'v Value)> = Vec::new();
-        for (k, x) in m {
-            match o.props.iter().position(|p| &p.name == k) {
+        let mut vals: Vec<Option<(&'v str, &'v Json<'v>)>> = vec![None; o.props.len()];
+        let mut entries: Vec<(&'v str, &'v Json<'v>)> = Vec::new();
+        for (k, x) in m.iter() {
+            let k: &'v str = k;
+            match o.props.iter().position(|p| p.name == k) {
                 Some(i) => {
                     present.set(i);
                     vals[i] = Some((k, x));
@@ -408,11 +413,11 @@ fn generic_number_ok(t: &str) -> bool {
 }
 
 /// Whether every number in `v` is within the matcher's bounded number grammar.
-fn numbers_generable(v: &Value) -> bool {
+fn numbers_generable(v: &Json) -> bool {
     match v {
-        Value::Number(n) => number_grammar_ok(&n.to_string(), false),
-        Value::Array(a) => a.iter().all(numbers_generable),
-        Value::Object(m) => m.values().all(numbers_generable),
+        Json::Number(n) => number_grammar_ok(n, false),
+        Json::Array(a) => a.iter().all(numbers_generable),
+        Json::Object(m) => m.iter().all(|(_, x)| numbers_generable(x)),
         _ => true,
     }
 }

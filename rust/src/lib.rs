@@ -17,6 +17,7 @@ pub use tokenizer::{Decoded, Encoding, Matcher, Tokenizer, TrainOptions};
 pub mod base;
 pub mod compile;
 pub mod encode;
+pub mod json;
 pub mod machine;
 pub mod strings;
 

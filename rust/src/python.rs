@@ -533,7 +533,7 @@ impl PyTokenizer {
     /// The ids of a partial document used as a generation prompt (see `Tokenizer::encode_prefix`).
     fn encode_prefix(&self, py: Python<'_>, doc: &[u8]) -> PyResult<Vec<u32>> {
         let inner = &self.inner;
-        py.detach(|| crate::tokenizer::parse_json(doc).and_then(|v| inner.encode_prefix(&v)))
+        py.detach(|| crate::json::parse(doc).and_then(|v| inner.encode_prefix(&v)))
             .map_err(|e| encode_error(py, e, None))
     }
 

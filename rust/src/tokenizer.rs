@@ -7,6 +7,7 @@
 use crate::compile::{compile, Graph};
 use crate::encode::Encoder;
 use crate::error::{DecodeError, EncodeError, SchemaError};
+use crate::json::Json;
 use crate::machine::{Machine, Mode};
 use crate::vocab::{TokenizerFile, Vocab, DEFAULT_N_POSITIONS};
 use serde_json::Value;
@@ -222,7 +223,12 @@ impl Tokenizer {
         &self.inner.graph.warnings
     }
 
+    /// Encode a `serde_json::Value` (viewed as a [`Json`] tree without copying its strings).
     pub fn encode_value(&self, doc: &Value) -> Result<Encoding, EncodeError> {
+        self.encode_tree(&Json::from_value(doc)?)
+    }
+
+    pub fn encode_tree(&self, doc: &Json) -> Result<Encoding, EncodeError> {
         let (base, fallbacks) = Encoder::new(&self.inner.graph).encode_document(doc)?;
         let ids = self.vocab().apply(&base);
         Ok(Encoding { ids, fallbacks })
@@ -230,14 +236,17 @@ impl Tokenizer {
 
     /// Base ids only (no dictionary or merges).
     pub fn encode_base(&self, doc: &Value) -> Result<Encoding, EncodeError> {
+        self.encode_base_tree(&Json::from_value(doc)?)
+    }
+
+    pub fn encode_base_tree(&self, doc: &Json) -> Result<Encoding, EncodeError> {
         let (ids, fallbacks) = Encoder::new(&self.inner.graph).encode_document(doc)?;
         Ok(Encoding { ids, fallbacks })
     }
 
-    /// Parse JSON text and encode it.
+    /// Parse JSON text (errors carry the byte offset) and encode it.
     pub fn encode_json(&self, text: &[u8]) -> Result<Encoding, EncodeError> {
-        let v = parse_json(text)?;
-        self.encode_value(&v)
+        self.encode_tree(&crate::json::parse(text)?)
     }
 
     /// Decode the first complete document of `ids`. A leading BOS (and PADs before it) is
@@ -324,31 +333,6 @@ impl Tokenizer {
             _ => run(),
         }
     }
-}
-
-/// Parse JSON text, with the byte offset of a syntax error.
-pub fn parse_json(text: &[u8]) -> Result<Value, EncodeError> {
-    serde_json::from_slice(text).map_err(|e| {
-        let offset = line_col_to_offset(text, e.line(), e.column());
-        EncodeError {
-            pointer: String::new(),
-            offset: Some(offset),
-            message: format!("invalid JSON: {e}"),
-        }
-    })
-}
-
-fn line_col_to_offset(text: &[u8], line: usize, col: usize) -> usize {
-    let mut l = 1;
-    for (i, &b) in text.iter().enumerate() {
-        if l == line {
-            return (i + col.saturating_sub(1)).min(text.len());
-        }
-        if b == b'\n' {
-            l += 1;
-        }
-    }
-    text.len()
 }
 
 /// Constrained-generation state. `fill_allowed` is exact: every allowed id keeps the sequence
@@ -824,8 +808,8 @@ impl Tokenizer {
             docs.par_iter()
                 .enumerate()
                 .map(|(i, d)| {
-                    let v = parse_json(d).map_err(|e| (i, e))?;
-                    base.encode_base(&v).map(|e| e.ids).map_err(|e| (i, e))
+                    let v = crate::json::parse(d).map_err(|e| (i, e))?;
+                    base.encode_base_tree(&v).map(|e| e.ids).map_err(|e| (i, e))
                 })
                 .collect::<Result<Vec<Vec<u32>>, (usize, EncodeError)>>()
         };
@@ -885,7 +869,7 @@ impl Tokenizer {
     ///
     /// The prompt must conform to the schema (the matcher never accepts the fallback path):
     /// otherwise an `EncodeError` names where it does not.
-    pub fn encode_prefix(&self, doc: &Value) -> Result<Vec<u32>, EncodeError> {
+    pub fn encode_prefix(&self, doc: &Json) -> Result<Vec<u32>, EncodeError> {
         // Open containers may still be below their minimum counts: the model fills them.
         let mut enc = Encoder::new(&self.inner.graph);
         enc.relax_min = true;

@@ -375,3 +375,72 @@ mod properties {
         }
     }
 }
+
+/// Where trained encoding spends its time: parse, schema walk, vocabulary. Run with
+/// `cargo test --profile fast --test codec profile_encode -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn profile_encode() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/python/tct/data/github-workflow.tct.json"
+    ))
+    .unwrap();
+    let texts: Vec<Vec<u8>> = common::corpus()
+        .iter()
+        .step_by(11)
+        .map(|r| serde_json::to_vec(&r["json"]).unwrap())
+        .collect();
+    let mb = texts.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
+    let time = |name: &str, f: &dyn Fn()| {
+        let t0 = std::time::Instant::now();
+        f();
+        let s = t0.elapsed().as_secs_f64();
+        eprintln!("{name:24} {:8.3} s {:8.1} MB/s", s, mb / s);
+    };
+    let t = Tokenizer::from_bytes(&bytes).unwrap();
+    time("parse (serde_json::Value)", &|| {
+        for x in &texts {
+            std::hint::black_box(serde_json::from_slice::<Value>(x).unwrap());
+        }
+    });
+    time("parse (tct::json)", &|| {
+        for x in &texts {
+            std::hint::black_box(tct::json::parse(x).unwrap());
+        }
+    });
+    let trees: Vec<tct::json::Json> = texts.iter().map(|x| tct::json::parse(x).unwrap()).collect();
+    time("encode_base_tree (walk)", &|| {
+        for v in &trees {
+            std::hint::black_box(t.encode_base_tree(v).unwrap());
+        }
+    });
+    let bases: Vec<Vec<u32>> = trees
+        .iter()
+        .map(|v| t.encode_base_tree(v).unwrap().ids)
+        .collect();
+    let n_base: usize = bases.iter().map(Vec::len).sum();
+    eprintln!("{} docs, {mb:.1} MB, {n_base} base ids", texts.len());
+    for pass in ["apply (cold)", "apply (warm)"] {
+        time(pass, &|| {
+            for b in &bases {
+                std::hint::black_box(t.vocab().apply(b));
+            }
+        });
+    }
+    if std::env::var("WARM_LOOP").is_ok() {
+        time("apply warm x10", &|| {
+            for _ in 0..10 {
+                for b in &bases {
+                    std::hint::black_box(t.vocab().apply(b));
+                }
+            }
+        });
+    }
+    let t = Tokenizer::from_bytes(&bytes).unwrap();
+    time("encode_json (cold)", &|| {
+        for x in &texts {
+            std::hint::black_box(t.encode_json(x).unwrap());
+        }
+    });
+}

@@ -1167,6 +1167,36 @@ impl Machine {
         Ok(())
     }
 
+    /// Steps the leading bytes (ids below 256) of `ids` while a string is on top, in lenient
+    /// mode (decoding), and returns how many it consumed: 0 when no string is on top, in strict
+    /// mode, or when `ids` starts with another id. One spec lookup per run and the state
+    /// updated in place; `step` per byte clones the spec's `Arc` and the state each time, which
+    /// made decoding long strings slower than encoding them. Errors as `step` would give them
+    /// (the state is then unspecified: a lenient decode stops at the first error).
+    pub fn step_string_run(&mut self, ids: &[u32]) -> Result<usize, String> {
+        if self.mode == Mode::Strict {
+            return Ok(0);
+        }
+        let Some(Frame::Str { kind, .. }) = self.stack.last() else {
+            return Ok(0);
+        };
+        let spec = self.spec_for(kind);
+        let Some(Frame::Str { st, buf, .. }) = self.stack.last_mut() else {
+            return Ok(0);
+        };
+        let run = ids.iter().take_while(|&&t| t < 256).count();
+        if buf.len() + run > crate::MAX_STRING_BYTES {
+            return Err("string too long".into());
+        }
+        for &t in &ids[..run] {
+            if !spec.step(st, t as u8) {
+                return Err("invalid UTF-8 in a string".into());
+            }
+            buf.push(t as u8);
+        }
+        Ok(run)
+    }
+
     /// Where the string on top stands, to undo bytes stepped after it (`restore_string`).
     pub fn string_checkpoint(&self) -> Option<(StrState, usize)> {
         match self.stack.last() {

@@ -271,14 +271,23 @@ impl Tokenizer {
             base.clear();
             v.expand(&ids[i..i + 1], &mut base)
                 .map_err(|(_, msg)| DecodeError::new(i, msg))?;
-            for &b in &base {
+            let mut k = 0;
+            while k < base.len() {
                 if m.is_done() {
                     return Err(DecodeError::new(
                         i,
                         "token runs past the end of the document",
                     ));
                 }
-                m.step(b).map_err(|msg| DecodeError::new(i, msg))?;
+                // Bytes of a string in one go (the common case), other ids one at a time.
+                match m.step_string_run(&base[k..]) {
+                    Ok(0) => {
+                        m.step(base[k]).map_err(|msg| DecodeError::new(i, msg))?;
+                        k += 1;
+                    }
+                    Ok(n) => k += n,
+                    Err(msg) => return Err(DecodeError::new(i, msg)),
+                }
             }
             i += 1;
             if m.is_done() {

@@ -441,4 +441,15 @@ fn profile_encode() {
             std::hint::black_box(t.encode_json(x).unwrap());
         }
     });
+    let ids: Vec<Vec<u32>> = texts.iter().map(|x| t.encode_json(x).unwrap().ids).collect();
+    time("decode", &|t| {
+        for x in &ids {
+            std::hint::black_box(t.decode(x).unwrap());
+        }
+    });
+    time("decode base ids", &|t| {
+        for x in &bases {
+            std::hint::black_box(t.decode(x).unwrap());
+        }
+    });
 }

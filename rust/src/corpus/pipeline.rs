@@ -14,9 +14,9 @@ use super::shard_writer::{publish, Counts, ShardPaths, ShardWriter, SplitInfo, T
 use super::sources::{read_file, Format, Input, Item, Payload};
 use super::yaml::parse_yaml;
 use crate::error::EncodeError;
+use crate::json::Json;
 use crate::tokenizer::{Encoding, Tokenizer};
 use rayon::prelude::*;
-use serde_json::Value;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::mpsc;
@@ -24,20 +24,20 @@ use std::time::{Duration, Instant};
 
 /// What the pipeline needs from a tokenizer (a trait so that tests can use a dummy encoder).
 pub trait DocEncoder: Sync {
-    fn encode(&self, doc: &Value) -> Result<Encoding, EncodeError>;
+    fn encode(&self, doc: &Json) -> Result<Encoding, EncodeError>;
 }
 
 impl DocEncoder for Tokenizer {
-    fn encode(&self, doc: &Value) -> Result<Encoding, EncodeError> {
-        self.encode_value(doc)
+    fn encode(&self, doc: &Json) -> Result<Encoding, EncodeError> {
+        self.encode_tree(doc)
     }
 }
 
 impl<F> DocEncoder for F
 where
-    F: Fn(&Value) -> Result<Encoding, EncodeError> + Sync,
+    F: Fn(&Json) -> Result<Encoding, EncodeError> + Sync,
 {
-    fn encode(&self, doc: &Value) -> Result<Encoding, EncodeError> {
+    fn encode(&self, doc: &Json) -> Result<Encoding, EncodeError> {
         self(doc)
     }
 }
@@ -188,38 +188,63 @@ struct Ctx<'a, E: DocEncoder> {
     opts: &'a Options,
 }
 
-fn parse_document(bytes: &[u8], format: Format) -> Result<Value, String> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.trim().is_empty() {
-        return Err("empty document".into());
+/// Parse one document and encode it. JSON is parsed straight into a tree that borrows from
+/// `bytes` (`crate::json`); YAML into a `serde_json::Value` first.
+fn parse_and_encode<E: DocEncoder>(
+    bytes: &[u8],
+    format: Format,
+    source: &str,
+    ctx: &Ctx<'_, E>,
+) -> Outcome {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            return Outcome::Rejected(format!("invalid UTF-8 at byte {}", e.valid_up_to()));
+        }
+    };
+    let body = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if body.trim().is_empty() {
+        return Outcome::Rejected("empty document".into());
     }
     match format {
-        Format::Json => serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}")),
-        Format::Yaml => parse_yaml(text).map_err(|e| {
-            if e.message == "empty document" {
-                e.message
-            } else {
-                e.to_string()
+        Format::Json => match crate::json::parse(body.as_bytes()) {
+            Ok(doc) => encode_document(&doc, source, ctx),
+            Err(e) => {
+                // Offsets count from the start of the file, byte-order mark included.
+                let at = e.offset.map_or(0, |o| o + (text.len() - body.len()));
+                let inside = if e.pointer.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (in {})", e.pointer)
+                };
+                let what = e
+                    .message
+                    .strip_prefix("invalid JSON: ")
+                    .unwrap_or(&e.message);
+                Outcome::Rejected(format!("invalid JSON at byte {at}{inside}: {what}"))
             }
-        }),
+        },
+        Format::Yaml => match parse_yaml(body) {
+            Ok(v) => match Json::from_value(&v) {
+                Ok(doc) => encode_document(&doc, source, ctx),
+                Err(e) => Outcome::Rejected(e.to_string()),
+            },
+            Err(e) if e.message == "empty document" => Outcome::Rejected(e.message),
+            Err(e) => Outcome::Rejected(e.to_string()),
+        },
     }
 }
 
 fn process<E: DocEncoder>(item: Item, ctx: &Ctx<'_, E>) -> Processed {
     let val = is_val(ctx.opts.seed, &item.source, ctx.opts.val_fraction);
     let bytes = item.size();
-    let parsed = match item.payload {
-        Payload::Unreadable(reason) => Err(reason),
-        Payload::File { path, format, size } => {
-            read_file(&path, size).and_then(|b| parse_document(&b, format))
-        }
-        Payload::Line(line) => parse_document(&line, Format::Json),
-    };
-    let outcome = match parsed {
-        Err(reason) => Outcome::Rejected(reason),
-        Ok(doc) => encode_document(&doc, &item.source, ctx),
+    let outcome = match item.payload {
+        Payload::Unreadable(reason) => Outcome::Rejected(reason),
+        Payload::File { path, format, size } => match read_file(&path, size) {
+            Ok(b) => parse_and_encode(&b, format, &item.source, ctx),
+            Err(reason) => Outcome::Rejected(reason),
+        },
+        Payload::Line(line) => parse_and_encode(&line, Format::Json, &item.source, ctx),
     };
     Processed {
         source: item.source,
@@ -229,7 +254,7 @@ fn process<E: DocEncoder>(item: Item, ctx: &Ctx<'_, E>) -> Processed {
     }
 }
 
-fn encode_document<E: DocEncoder>(doc: &Value, source: &str, ctx: &Ctx<'_, E>) -> Outcome {
+fn encode_document<E: DocEncoder>(doc: &Json, source: &str, ctx: &Ctx<'_, E>) -> Outcome {
     let json_bytes = compact_json_size(doc);
     let enc = match ctx.encoder.encode(doc) {
         Ok(e) => e,
@@ -508,20 +533,22 @@ pub fn encode_corpus<E: DocEncoder>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::fs;
     use std::path::PathBuf;
 
     /// A stand-in tokenizer: one id per byte of compact JSON (offset by 3), so that decoding is
     /// trivial and the pipeline can be tested before (and independently of) the real codec.
-    fn dummy(doc: &Value) -> Result<Encoding, EncodeError> {
-        let text = serde_json::to_vec(doc).unwrap();
+    fn dummy(doc: &Json) -> Result<Encoding, EncodeError> {
+        let mut text = String::new();
+        doc.write_compact(&mut text);
         let fallbacks = if doc.get("bad").is_some() {
             vec!["/bad".to_string()]
         } else {
             vec![]
         };
         Ok(Encoding {
-            ids: text.iter().map(|&b| u32::from(b) + 3).collect(),
+            ids: text.bytes().map(|b| u32::from(b) + 3).collect(),
             fallbacks,
         })
     }

@@ -422,7 +422,10 @@ fn profile_encode() {
         }
     });
     let t = fresh();
-    let bases: Vec<Vec<u32>> = trees.iter().map(|v| t.encode_base_tree(v).unwrap().ids).collect();
+    let bases: Vec<Vec<u32>> = trees
+        .iter()
+        .map(|v| t.encode_base_tree(v).unwrap().ids)
+        .collect();
     let n_base: usize = bases.iter().map(Vec::len).sum();
     eprintln!("{} docs, {mb:.1} MB, {n_base} base ids", texts.len());
     time("apply (cold cache)", &|t| {
@@ -441,7 +444,10 @@ fn profile_encode() {
             std::hint::black_box(t.encode_json(x).unwrap());
         }
     });
-    let ids: Vec<Vec<u32>> = texts.iter().map(|x| t.encode_json(x).unwrap().ids).collect();
+    let ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|x| t.encode_json(x).unwrap().ids)
+        .collect();
     time("decode", &|t| {
         for x in &ids {
             std::hint::black_box(t.decode(x).unwrap());

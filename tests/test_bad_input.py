@@ -81,6 +81,33 @@ def test_invalid_json_text(any_tokenizer: tct.Tokenizer, text: str, offset: int)
         assert str(e.offset) in str(e)
 
 
+def test_repeated_keys_are_errors(any_tokenizer: tct.Tokenizer) -> None:
+    """A key repeated in one object is ambiguous JSON: an error at the repeated key, never a
+    silently dropped value."""
+    for text, offset in [('{"a": 1, "a": 2}', 9), ('{"x": {"b": [], "b": {}}}', 16)]:
+        with pytest.raises(tct.EncodeError) as info:
+            any_tokenizer.encode(text)
+        assert info.value.offset == offset, (text, str(info.value))
+        assert "repeated key" in str(info.value)
+    # Python dicts cannot repeat a key, but json.dumps of int and str keys can.
+    with pytest.raises(tct.EncodeError):
+        any_tokenizer.encode({1: "a", "1": "b"})
+
+
+def test_syntax_errors_name_the_enclosing_value(any_tokenizer: tct.Tokenizer) -> None:
+    with pytest.raises(tct.EncodeError) as info:
+        any_tokenizer.encode('{"jobs": {"build": {"steps": [1, tru]}}}')
+    assert info.value.pointer == "/jobs/build/steps/1"
+    assert info.value.offset == 36  # the `]` where `true` was expected
+
+
+def test_numbers_keep_their_text(any_tokenizer: tct.Tokenizer) -> None:
+    for text in ("1.0", "[1.50, 2E+3, -0]", '{"a": 1e5}'):
+        back, _, _ = any_tokenizer.decode(any_tokenizer.encode(text))
+        assert json.loads(back) == json.loads(text)
+        assert back.replace(" ", "") == text.replace(" ", ""), (text, back)
+
+
 def test_invalid_json_with_a_schema(small: tct.Tokenizer) -> None:
     with pytest.raises(tct.EncodeError):
         small.encode('{"name": "x",}')

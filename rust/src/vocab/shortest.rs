@@ -26,6 +26,7 @@
 //! | hash-map trie (deep levels), piece cache of 256k entries | 0.230 | 0.108 |
 //! | double-array trie, the same cache | 0.110 | 0.062 |
 //! | double-array trie, no cache | 0.155 | 0.155 |
+//! | double-array trie, cache, selects instead of branches in the inner loop | 0.104 | 0.056 |
 //!
 //! Per piece, the cache costs a hash over its symbols and two probes into tables of several
 //! MB (mostly cache misses): the warm column is that floor. It still pays for itself: a third
@@ -417,19 +418,20 @@ fn dp(
         let mut best = 1 + sc.best[i + 1];
         let mut pick = (word[i], 1u32);
         let mut node = 0u32;
+        let after = &sc.best[i + 1..];
         for (j, &s) in word[i..].iter().enumerate() {
             let Some((c, tok)) = child(node, j, word[i], s) else {
                 break;
             };
             node = c;
-            if tok != NONE && !(exclude_whole && i == 0 && j + 1 == n) {
-                let cand = 1 + sc.best[i + j + 1];
-                // `<=`: among equally short encodings, the longest token first.
-                if cand <= best {
-                    best = cand;
-                    pick = (tok, j as u32 + 1);
-                }
-            }
+            // Selects rather than branches: whether a node ends a token, and whether it is
+            // the better choice, are coin flips to the branch predictor.
+            let usable = tok != NONE && !(exclude_whole && i == 0 && j + 1 == n);
+            let cand = if usable { 1 + after[j] } else { u32::MAX };
+            // `<=`: among equally short encodings, the longest token first.
+            let take = cand <= best;
+            best = if take { cand } else { best };
+            pick = if take { (tok, j as u32 + 1) } else { pick };
         }
         sc.best[i] = best;
         sc.choice[i] = pick;

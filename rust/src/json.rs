@@ -7,7 +7,8 @@
 //! SipHash state) per object. Parsing into `Value` took as long as the whole schema walk.
 //! Measured with `cargo test --profile fast --test codec profile_encode -- --ignored
 //! --nocapture` (3,014 corpus documents, 11.9 MB, idle 2-core AMD EPYC dev box):
-//! `serde_json::from_slice::<Value>` 0.076 s (158 MB/s), this parser 0.034 s (347 MB/s); the
+//! `serde_json::from_slice::<Value>` 0.076 s (158 MB/s), this parser 0.034 s (347 MB/s) and
+//! 0.030 s (394 MB/s) with the eight-bytes-at-a-time string scan (`skip_plain`); the
 //! schema walk after it went from 0.072 s to 0.061 s (fewer cache misses on the smaller tree).
 //!
 //! Semantics (the same as before, where they matter):
@@ -254,6 +255,34 @@ pub fn parse(text: &[u8]) -> Result<Json<'_>, EncodeError> {
     Ok(v)
 }
 
+/// The first index from `i` on whose byte may end a plain run of string content (`"`, `\`
+/// or a control character), looking at eight bytes at a time (SWAR); the caller checks that
+/// byte. Strings are most of a workflow's bytes: the scan a byte at a time was half the parse.
+#[inline]
+fn skip_plain(b: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let v = u64::from_le_bytes(bytes);
+        let quote = v ^ (LO * u64::from(b'"'));
+        let slash = v ^ (LO * u64::from(b'\\'));
+        // A byte is flagged when it is zero after the xor (equal) or below 0x20; the lowest
+        // flagged byte is exact (borrows only flag bytes above it).
+        let hits = (quote.wrapping_sub(LO) & !quote)
+            | (slash.wrapping_sub(LO) & !slash)
+            | (v.wrapping_sub(LO * 0x20) & !v);
+        let hits = hits & HI;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i
+}
+
 struct Fail {
     offset: usize,
     message: String,
@@ -360,6 +389,7 @@ impl<'a> Parser<'a> {
         let start = self.i;
         // Fast scan to the closing quote, a backslash or a control character.
         loop {
+            self.i = skip_plain(self.b, self.i);
             match self.b.get(self.i) {
                 None => return Err(self.fail("unterminated string")),
                 Some(b'"') => {
@@ -378,6 +408,7 @@ impl<'a> Parser<'a> {
         out.push_str(&self.s[start..self.i]);
         loop {
             let run = self.i;
+            self.i = skip_plain(self.b, self.i);
             while let Some(&c) = self.b.get(self.i) {
                 if c == b'"' || c == b'\\' || c < 0x20 {
                     break;
@@ -688,6 +719,36 @@ mod tests {
         let deep_value: Value =
             (0..MAX_NESTING + 5).fold(Value::Null, |v, _| Value::Array(vec![v]));
         assert!(Json::from_value(&deep_value).is_err());
+    }
+
+    #[test]
+    fn skip_plain_stops_at_the_first_special_byte() {
+        // Every position and byte value that matters, with plain bytes around it (ASCII and
+        // UTF-8 continuation bytes, which must not be mistaken for control characters).
+        for special in [b'"', b'\\', 0u8, 0x1f, b'\n'] {
+            for filler in [b'a', 0x20, 0x7f, 0x80, 0xe9, 0xff] {
+                for len in 0..20 {
+                    for at in 0..=len {
+                        let mut b = vec![filler; len];
+                        if at < len {
+                            b[at] = special;
+                        }
+                        let naive = b
+                            .iter()
+                            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                            .unwrap_or(len);
+                        let fast = skip_plain(&b, 0);
+                        // The fast scan may stop early only at the end (its tail is left to
+                        // the byte loop), never past a special byte.
+                        assert!(fast <= naive, "{special} {filler} {len} {at}");
+                        assert!(
+                            fast == naive || len - fast < 8,
+                            "{special} {filler} {len} {at}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -35,8 +35,9 @@
 //! | heap above 8 symbols, direct scan below (before) | 11.6 MB/s | 0.85x | 13.9 MB/s | 282 ns/B |
 //! | cuts + rank-array scan + dense ranks + piece cache | 22.5 MB/s | 1.60x | 32.7 MB/s | 20.8 ns/B |
 //!
-//! On `apply` alone (`apply_speed_on_documents`, 3,000 documents, 9.6M base ids, `--profile
-//! fast`): 36 ns per base id with cuts and scan but a 64k-entry cache of boxed pieces (emptied
+//! On `apply` alone (a since-removed test with the ranked-merge tokenizer of the time, 3,000
+//! documents, 9.6M base ids, `--profile fast`; `profile_encode` in rust/tests/codec.rs
+//! measures today's pipeline): 36 ns per base id with cuts and scan but a 64k-entry cache of boxed pieces (emptied
 //! before the working set repeats: no hits), 27.7 ns with the arena cache of 256k entries
 //! (cold), 15.2 ns when every piece hits. The base encoder (parse + schema walk) costs
 //! ~20 ns per base id on top, so together they stay below 4x o200k.
@@ -567,91 +568,6 @@ mod tests {
                 table.merge_cut(&mut uncached, 0, &mut ws, None);
             }
             prop_assert_eq!(&uncached, &want);
-        }
-    }
-
-    /// CPU time of this thread in nanoseconds (Linux `schedstat`), so that a shared, busy
-    /// machine does not count the time spent waiting for a core; wall time elsewhere.
-    fn thread_cpu_ns() -> Option<u64> {
-        let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-        s.split_whitespace().next()?.parse().ok()
-    }
-
-    struct Clock(std::time::Instant, Option<u64>);
-    impl Clock {
-        fn start() -> Self {
-            Clock(std::time::Instant::now(), thread_cpu_ns())
-        }
-        fn ns(&self) -> u64 {
-            match (self.1, thread_cpu_ns()) {
-                (Some(a), Some(b)) => b - a,
-                _ => self.0.elapsed().as_nanos() as u64,
-            }
-        }
-    }
-
-    /// Speed of `apply` with the bundled tokenizer on real documents (one JSON document per
-    /// line in the file named by `TCT_APPLY_DOCS`), cold and warm piece cache:
-    /// `TCT_APPLY_DOCS=docs.jsonl cargo test --release --lib apply_speed -- --ignored --nocapture`
-    #[test]
-    #[ignore = "speed measurement: needs TCT_APPLY_DOCS"]
-    fn apply_speed_on_documents() {
-        let Ok(path) = std::env::var("TCT_APPLY_DOCS") else {
-            eprintln!("TCT_APPLY_DOCS is not set: nothing measured");
-            return;
-        };
-        let file = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/python/tct/data/github-workflow.tct.json"
-        );
-        let tok = crate::tokenizer::Tokenizer::from_bytes(&std::fs::read(file).unwrap()).unwrap();
-        let text = std::fs::read_to_string(path).unwrap();
-        let t = Clock::start();
-        let bases: Vec<Vec<u32>> = text
-            .lines()
-            .map(|l| {
-                tok.encode_base(&serde_json::from_str(l).unwrap())
-                    .unwrap()
-                    .ids
-            })
-            .collect();
-        let t_base = t.ns() as f64 / 1e9;
-        let n_base: usize = bases.iter().map(Vec::len).sum();
-        let v = tok.vocab();
-        let fresh = || {
-            crate::vocab::Vocab::new(
-                v.base_size(),
-                v.scope(),
-                v.dictionary().to_vec(),
-                v.merges().to_vec(),
-                v.n_positions(),
-            )
-            .unwrap()
-        };
-        let mut want = Vec::new();
-        for pass in ["cold", "warm", "cold again"] {
-            let vocab = if pass == "warm" { v.clone() } else { fresh() };
-            if pass == "warm" {
-                // Fill the cache first (this thread's cache now belongs to `vocab`).
-                for b in &bases {
-                    std::hint::black_box(vocab.apply(b));
-                }
-            }
-            let t = Clock::start();
-            let out: Vec<Vec<u32>> = bases.iter().map(|b| vocab.apply(b)).collect();
-            let dt = t.ns();
-            if want.is_empty() {
-                want = out;
-            } else {
-                assert_eq!(out, want);
-            }
-            eprintln!(
-                "{pass}: {} docs, {n_base} base ids: apply {:.3} s CPU ({:.1} ns/base id); \
-                 parse + base encode {t_base:.3} s CPU",
-                bases.len(),
-                dt as f64 / 1e9,
-                dt as f64 / n_base as f64
-            );
         }
     }
 

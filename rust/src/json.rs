@@ -751,6 +751,106 @@ mod tests {
         }
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|i| serde_json::json!(i)),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(|f| serde_json::json!(f)),
+                "\\PC{0,12}|[\\x00-\\x1f\"\\\\/]{0,4}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::vec(("[a-z\\-]{0,8}|\\PC{0,4}", inner), 0..6)
+                        .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Equal as values, numbers by the value they denote: serde_json respells some number
+        /// texts (`1E5` as `1e5`, ...), where we keep the text as written.
+        fn same(a: &Json, b: &Json) -> bool {
+            match (a, b) {
+                (Json::Number(x), Json::Number(y)) => {
+                    x == y || x.parse::<f64>().ok() == y.parse::<f64>().ok()
+                }
+                (Json::Array(x), Json::Array(y)) => {
+                    x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+                }
+                (Json::Object(x), Json::Object(y)) => {
+                    x.len() == y.len()
+                        && x.iter().zip(y).all(|((k, p), (l, q))| k == l && same(p, q))
+                }
+                _ => a == b,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Whatever serde_json writes (compact or pretty), we read back as the same value,
+            /// and write back as the same compact text.
+            #[test]
+            fn reads_what_serde_json_writes(v in value(), pretty in any::<bool>()) {
+                let text = if pretty {
+                    serde_json::to_string_pretty(&v).unwrap()
+                } else {
+                    serde_json::to_string(&v).unwrap()
+                };
+                let ours = parse(text.as_bytes()).unwrap();
+                prop_assert_eq!(&ours, &Json::from_value(&v).unwrap());
+                let mut compact = String::new();
+                ours.write_compact(&mut compact);
+                prop_assert_eq!(compact, serde_json::to_string(&v).unwrap());
+            }
+
+            /// Arbitrary bytes (and mutated JSON): never a panic, and accepted exactly when
+            /// serde_json accepts them, save the two rules serde_json does not have (repeated
+            /// keys, nesting deeper than 128).
+            #[test]
+            fn agrees_with_serde_json_on_arbitrary_text(
+                v in value(),
+                cut in any::<prop::sample::Index>(),
+                junk in prop::collection::vec(any::<u8>(), 0..4),
+                raw in prop::collection::vec(
+                    prop::sample::select(b"{}[],:\"\\ 0123456789.eE+-truefalsnul\xc3\xa9\x01".to_vec()),
+                    0..24,
+                ),
+            ) {
+                let text = serde_json::to_vec(&v).unwrap();
+                let at = cut.index(text.len() + 1);
+                let mut mutated = text[..at].to_vec();
+                mutated.extend_from_slice(&junk);
+                mutated.extend_from_slice(&text[at..]);
+                for input in [mutated, raw] {
+                    let ours = parse(&input);
+                    let theirs = serde_json::from_slice::<Value>(&input);
+                    match (&ours, &theirs) {
+                        (Ok(a), Ok(b)) => prop_assert!(
+                            same(a, &Json::from_value(b).unwrap()),
+                            "{:?}", String::from_utf8_lossy(&input)
+                        ),
+                        (Err(e), Ok(_)) => prop_assert!(
+                            e.message.contains("repeated key"),
+                            "{:?}: {}", String::from_utf8_lossy(&input), e
+                        ),
+                        (Ok(_), Err(e)) => prop_assert!(
+                            false, "{:?}: serde_json says {}", String::from_utf8_lossy(&input), e
+                        ),
+                        (Err(e), Err(_)) => prop_assert!(e.offset.is_some_and(|o| o <= input.len())),
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn string_literals_compare_without_allocating_when_plain() {
         assert!(string_literal_eq("\"ubuntu-latest\"", "ubuntu-latest"));

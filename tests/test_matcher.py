@@ -56,6 +56,27 @@ def test_allowed_is_a_fresh_bool_mask(tok: tct.Tokenizer) -> None:
     assert not m.allowed().all()
 
 
+def test_allowed_into_writes_the_same_mask(tok: tct.Tokenizer, small_workflows: list[Any]) -> None:
+    buf = np.ones(tok.vocab_size, dtype=np.bool_)
+    for doc in small_workflows[:3]:
+        m = tok.matcher()
+        for id_ in [*tok.encode(doc), tok.eos_id]:
+            m.allowed_into(buf)
+            assert np.array_equal(buf, m.allowed())
+            m.advance(id_)
+    m = tok.matcher()
+    with pytest.raises(ValueError, match="length"):
+        m.allowed_into(np.zeros(tok.vocab_size + 1, dtype=np.bool_))
+    with pytest.raises(ValueError, match="contiguous"):
+        m.allowed_into(np.zeros(2 * tok.vocab_size, dtype=np.bool_)[::2])
+    frozen = np.zeros(tok.vocab_size, dtype=np.bool_)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        m.allowed_into(frozen)
+    with pytest.raises(TypeError):
+        m.allowed_into(np.zeros(tok.vocab_size, dtype=np.uint8))  # type: ignore[arg-type]
+
+
 def test_refused_ids_raise_and_leave_the_state(
     tok: tct.Tokenizer, small_workflows: list[Any]
 ) -> None:

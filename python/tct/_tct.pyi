@@ -29,6 +29,9 @@ class Matcher:
         """Feed one id; raises `tct.DecodeError` (state unchanged) if it is not allowed."""
     def allowed(self) -> npt.NDArray[np.bool_]:
         """Mask of length `vocab_size`: True for every id that keeps the sequence valid."""
+    def allowed_into(self, out: npt.NDArray[np.bool_]) -> None:
+        """Write the mask into `out` (writable, contiguous, bool, length `vocab_size`); raises
+        `ValueError` otherwise. For sampling loops that reuse one buffer."""
     def is_complete(self) -> bool: ...
     def top_kind(self) -> str:
         """What the matcher waits for next (for profiling)."""

@@ -20,24 +20,43 @@ pub enum Mode {
     Lenient,
 }
 
-/// A small bit set over property indices.
+/// A small bit set over property indices. The first 128 live inline: the matcher copies
+/// frames at every step of its walks, and a heap allocation per copy dominated them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Bits(Vec<u64>);
+pub struct Bits {
+    low: u128,
+    high: Vec<u64>,
+}
 
 impl Bits {
     pub fn get(&self, i: usize) -> bool {
-        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        if i < 128 {
+            return self.low & (1 << i) != 0;
+        }
+        let i = i - 128;
+        self.high
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
     pub fn set(&mut self, i: usize) {
-        if self.0.len() <= i / 64 {
-            self.0.resize(i / 64 + 1, 0);
+        if i < 128 {
+            self.low |= 1 << i;
+            return;
         }
-        self.0[i / 64] |= 1 << (i % 64);
+        let i = i - 128;
+        if self.high.len() <= i / 64 {
+            self.high.resize(i / 64 + 1, 0);
+        }
+        self.high[i / 64] |= 1 << (i % 64);
     }
     pub fn count(&self) -> u64 {
-        self.0.iter().map(|w| w.count_ones() as u64).sum()
+        self.low.count_ones() as u64 + self.high.iter().map(|w| w.count_ones() as u64).sum::<u64>()
     }
 }
+
+/// Used map keys or unique items, shared between copies of a frame until one of them adds
+/// to it (the matcher copies frames at every step of its walks).
+type Used = Arc<Vec<String>>;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum StrKind {
@@ -79,13 +98,13 @@ enum Frame {
     Map {
         node: NodeId,
         count: u64,
-        used: Vec<String>,
+        used: Used,
         any: bool,
     },
     Arr {
         node: NodeId,
         count: u64,
-        used: Vec<String>,
+        used: Used,
     },
     GArr {
         count: u64,
@@ -93,7 +112,7 @@ enum Frame {
     GObj {
         count: u64,
         /// Keys so far: JSON objects have unique keys, and the encoder's input always does.
-        used: Vec<String>,
+        used: Used,
     },
 }
 
@@ -321,9 +340,63 @@ pub(crate) fn header_feasible(g: &Graph, o: &ObjSpec, sel: &Bits, next: usize) -
     true
 }
 
-/// See [`Machine::top_key`].
+/// Top frames of a machine, normalised, as a hashable key: see [`Machine::cache_key`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FrameKey(Vec<Frame>);
+
+/// Exact values a string must not end as (see [`Machine::trivial_string_top`]), borrowed from
+/// the spec and from the frame that records them.
+pub struct Excluded<'a> {
+    /// The spec's own (`not: {const}`, named keys of an object's map part), sorted.
+    pub spec: &'a [String],
+    /// Used keys of a map or generic object.
+    pub used_keys: &'a [String],
+    /// Used items of a unique array, as JSON text (strings among them are JSON strings).
+    pub used_items: &'a [String],
+}
+
+impl Excluded<'_> {
+    /// Call `f` with every excluded string value.
+    pub fn for_each(&self, mut f: impl FnMut(&[u8])) {
+        self.spec.iter().for_each(|s| f(s.as_bytes()));
+        self.used_keys.iter().for_each(|s| f(s.as_bytes()));
+        self.used_items
+            .iter()
+            .filter_map(|j| serde_json::from_str::<String>(j).ok())
+            .for_each(|s| f(s.as_bytes()));
+    }
+
+    pub fn contains(&self, s: &[u8]) -> bool {
+        let mut hit = false;
+        self.for_each(|e| hit |= e == s);
+        hit
+    }
+}
+
+/// A string spec that constrains nothing but UTF-8 validity and finitely many excluded
+/// values: every prefix stays live, and whether it may end depends only on those values.
+pub fn trivial_but_excluded(spec: &StrSpec) -> bool {
+    spec.trivial
+        || (spec.min_len == 0
+            && spec.max_len.is_none()
+            && spec.dfas.is_empty()
+            && spec.neg.is_empty()
+            && spec.combo_dfas.is_empty()
+            && (spec.combo_ok.is_empty() || spec.combo_ok == [true]))
+}
+
+/// See [`Machine::trivial_string_top`].
+pub struct TrivialString<'a> {
+    /// The UTF-8 decoder state.
+    pub utf8: u8,
+    /// The bytes so far (empty when the next byte starts the string).
+    pub buf: &'a [u8],
+    /// Whether the context lets a string end (a map key needs a productive entry).
+    pub context_end_ok: bool,
+    /// False when the next byte would start a new string (a value, key or item).
+    pub continuing: bool,
+    pub excluded: Excluded<'a>,
+}
 
 /// See [`Machine::string_top`].
 pub struct StringTop {
@@ -357,6 +430,14 @@ pub struct Machine {
     /// Accept closing arrays and maps below their minimum counts (used only to find where a
     /// prompt's open containers close; never for decoding or generation).
     relax_counts: bool,
+    /// Frames of the machine this one was copied from that lie below `stack` (`top_copy`):
+    /// they count towards the depth limit, and `deepen` brings them back.
+    below: usize,
+    /// The deepest nesting a depth check saw since `top_copy` (the matcher's caches hold
+    /// results that depended on no check failing).
+    high_water: usize,
+    /// See `floor()`.
+    floor: usize,
 }
 
 fn escape_into(out: &mut String, bytes: &[u8]) -> Result<(), String> {
@@ -374,6 +455,9 @@ impl Machine {
             stack: vec![Frame::Value(root)],
             out: with_output.then(String::new),
             relax_counts: false,
+            below: 0,
+            high_water: 0,
+            floor: 1,
         };
         m.settle();
         m
@@ -410,23 +494,246 @@ impl Machine {
         }
     }
 
-    /// The top `k` frames as a hashable key: what a short token sequence that stays within
-    /// them can depend on.
-    pub fn top_key(&self, k: usize) -> FrameKey {
+    /// The top `k` frames, normalised to what the matcher's walk over trained ids can depend
+    /// on, as a key for caching its result: counts are clipped where no bound can tell them
+    /// apart any more (and dropped where they only decide commas, as `any` does: the walk
+    /// writes no text), and the used keys of maps whose keys are otherwise unconstrained
+    /// (`trivial_but_excluded`) are kept only when `spellable` (a key the walk can spell
+    /// whole: any other key can never equal one it finishes). Whether frames lie below is part
+    /// of the key (a walk that pops out of the copied frames asks them). With `drop_top_used`,
+    /// the used keys of a map (or generic object) on top are left out: only what starts a key
+    /// there reads them, and the caller keeps those decisions out of such keys. `None` while a
+    /// string is being written (those steps are not cached).
+    pub fn cache_key(
+        &self,
+        k: usize,
+        drop_top_used: bool,
+        spellable: impl Fn(&str) -> bool,
+    ) -> Option<FrameKey> {
         let n = self.stack.len();
-        FrameKey(self.stack[n.saturating_sub(k)..].to_vec())
+        let cut = n.saturating_sub(k);
+        if matches!(self.stack.last(), Some(Frame::Str { .. })) {
+            return None;
+        }
+        let mut frames = Vec::with_capacity(k.min(n) + 1);
+        frames.push(Frame::GArr {
+            count: (self.below + cut > 0) as u64,
+        });
+        for (i, f) in self.stack[cut..].iter().enumerate() {
+            let top = cut + i + 1 == n;
+            frames.push(self.normalised(f, &spellable, top && drop_top_used));
+        }
+        Some(FrameKey(frames))
     }
 
-    /// A copy holding only the top `k` frames. Stepping it is exact until it would pop its
-    /// last frame (`is_done`), where the full machine must be asked instead.
+    /// `cache_key` for what a walk decides without popping the top frame: the top frame, and
+    /// of the frame below only what a step reads there without popping (the used items of a
+    /// unique array). The used keys of a map on top whose keys are otherwise unconstrained
+    /// are left out but for whether "" is one of them (the caller applies them to the ids
+    /// that spell them, and keeps the walks that start a key out of this key's decisions).
+    pub fn cache_key_top(&self, spellable: impl Fn(&str) -> bool) -> Option<FrameKey> {
+        let n = self.stack.len();
+        let top = self.stack.last()?;
+        if matches!(top, Frame::Str { .. }) {
+            return None;
+        }
+        let below = match n.checked_sub(2).map(|i| &self.stack[i]) {
+            Some(Frame::Arr { node, used, .. }) if matches!(self.node(*node), Node::Arr(a) if a.unique) => {
+                Frame::Arr {
+                    node: *node,
+                    count: 0,
+                    used: used.clone(),
+                }
+            }
+            _ => Frame::Generic,
+        };
+        let mut top = self.normalised(top, &spellable, false);
+        if self.top_keys_unconstrained() {
+            if let Frame::Map { used, .. } | Frame::GObj { used, .. } = &mut top {
+                *used = Arc::new(used.iter().filter(|u| u.is_empty()).cloned().collect());
+            }
+        }
+        Some(FrameKey(vec![Frame::GArr { count: 2 }, below, top]))
+    }
+
+    /// Whether the top frame is a map (or generic object) whose keys are unconstrained but
+    /// for excluded values: its used keys matter only to keys spelled whole.
+    pub fn top_keys_unconstrained(&self) -> bool {
+        match self.stack.last() {
+            Some(Frame::Map { node, .. }) => matches!(
+                self.node(*node),
+                Node::Obj(o) if o.map.as_ref().is_some_and(|m| trivial_but_excluded(&m.key))
+            ),
+            Some(Frame::GObj { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the top frame is a map or a generic object (a byte or `STR_END` starts a key).
+    pub fn top_takes_keys(&self) -> bool {
+        matches!(
+            self.stack.last(),
+            Some(Frame::Map { .. } | Frame::GObj { .. })
+        )
+    }
+
+    fn normalised(&self, f: &Frame, spellable: &impl Fn(&str) -> bool, drop_used: bool) -> Frame {
+        let keep = |used: &Used| {
+            if drop_used {
+                Used::default()
+            } else if used.iter().all(|u| spellable(u)) {
+                used.clone()
+            } else {
+                Arc::new(used.iter().filter(|u| spellable(u)).cloned().collect())
+            }
+        };
+        match f {
+            Frame::Arr { node, count, used } => {
+                let cap = match self.node(*node) {
+                    Node::Arr(a) => (a.prefix.len() as u64)
+                        .max(a.min_items)
+                        .max(a.max_items.unwrap_or(0)),
+                    _ => u64::MAX,
+                };
+                Frame::Arr {
+                    node: *node,
+                    count: (*count).min(cap),
+                    used: used.clone(),
+                }
+            }
+            Frame::Map {
+                node, count, used, ..
+            } => {
+                let (cap, trivial) = match self.node(*node) {
+                    Node::Obj(o) => (
+                        o.min_props.max(o.max_props.unwrap_or(0)),
+                        o.map.as_ref().is_some_and(|m| trivial_but_excluded(&m.key)),
+                    ),
+                    _ => (u64::MAX, false),
+                };
+                Frame::Map {
+                    node: *node,
+                    count: (*count).min(cap),
+                    used: if trivial || drop_used {
+                        keep(used)
+                    } else {
+                        used.clone()
+                    },
+                    any: false,
+                }
+            }
+            Frame::GArr { .. } => Frame::GArr { count: 0 },
+            Frame::Props {
+                node, idx, present, ..
+            } => Frame::Props {
+                node: *node,
+                idx: *idx,
+                present: present.clone(),
+                any: false,
+            },
+            Frame::GObj { used, .. } => Frame::GObj {
+                count: 0,
+                used: keep(used),
+            },
+            f => f.clone(),
+        }
+    }
+
+    /// A copy holding only the top `k` frames. A step reads the top two frames only, so
+    /// stepping the copy is exact while it holds at least two frames (see `is_exact`); below
+    /// that, `deepen` brings back frames of the original.
     pub fn top_copy(&self, k: usize) -> Machine {
         let n = self.stack.len();
+        let cut = n.saturating_sub(k);
         Machine {
             g: self.g.clone(),
             mode: self.mode,
-            stack: self.stack[n.saturating_sub(k)..].to_vec(),
+            stack: self.stack[cut..].to_vec(),
             out: None,
             relax_counts: self.relax_counts,
+            below: self.below + cut,
+            high_water: 0,
+            floor: self.below + n,
+        }
+    }
+
+    /// Frames of the original machine below this copy (0 for a machine that is no copy).
+    pub fn frames_below(&self) -> usize {
+        self.below
+    }
+
+    /// Whether stepping (or asking `allowed`, `string_top`, ...) gives what the machine this
+    /// was copied from would give: the copy holds at least the two frames a step reads, or
+    /// everything.
+    pub fn is_exact(&self) -> bool {
+        self.below == 0 || self.stack.len() >= 2
+    }
+
+    /// Bring back up to `k` frames of `full` below the copy (`self` must descend, by
+    /// `top_copy` and steps, from `full`; steps never touch the frames below a copy, so those
+    /// are still `full`'s). Settles afterwards: a step that emptied the copy stopped settling
+    /// where the copy ended. Returns whether any frame came back.
+    pub fn deepen(&mut self, full: &Machine, k: usize) -> bool {
+        let Some(have) = self.below.checked_sub(full.below) else {
+            return false;
+        };
+        let j = k.min(have);
+        if j == 0 {
+            return false;
+        }
+        let mut stack = full.stack[have - j..have].to_vec();
+        stack.append(&mut self.stack);
+        self.stack = stack;
+        self.below -= j;
+        self.settle();
+        true
+    }
+
+    /// Make `self` a copy of `other`, reusing `self`'s allocations where it can.
+    pub fn copy_from(&mut self, other: &Machine) {
+        if !Arc::ptr_eq(&self.g, &other.g) {
+            self.g = other.g.clone();
+        }
+        self.mode = other.mode;
+        self.stack.clone_from(&other.stack);
+        self.out.clone_from(&other.out);
+        self.relax_counts = other.relax_counts;
+        self.below = other.below;
+        self.high_water = other.high_water;
+        self.floor = other.floor;
+    }
+
+    /// See `high_water`.
+    pub fn deepest_checked(&self) -> usize {
+        self.high_water
+    }
+
+    /// The shallowest nesting (frames, counting those below a copy) since the machine was
+    /// made or copied by `top_copy`: below `depth()` of the original when a step popped its
+    /// top frame.
+    pub fn floor(&self) -> usize {
+        self.floor
+    }
+
+    fn pop(&mut self) {
+        self.stack.pop();
+        self.floor = self.floor.min(self.below + self.stack.len());
+    }
+
+    /// Open the value on top in place when it is an array or an object that waits for its
+    /// first token and opening keeps it open (as `opened` does on a copy): it accepts exactly
+    /// the same tokens.
+    pub fn open_value(&mut self) {
+        if let Some(Frame::Value(n)) = self.stack.last() {
+            if matches!(self.node(*n), Node::Arr(_) | Node::Obj(_)) {
+                let (saved, floor) = (self.stack.clone(), self.floor);
+                let depth = self.stack.len();
+                self.open_top();
+                if self.stack.len() < depth {
+                    self.stack = saved;
+                    self.floor = floor;
+                }
+            }
         }
     }
 
@@ -521,7 +828,7 @@ impl Machine {
                     let n = *n;
                     match &g.nodes[n as usize] {
                         Node::Const(c) => {
-                            self.stack.pop();
+                            self.pop();
                             self.w(c);
                             self.after_scalar_item(c.clone());
                         }
@@ -560,12 +867,12 @@ impl Machine {
                                 *top = Frame::Map {
                                     node: *node,
                                     count,
-                                    used: Vec::new(),
+                                    used: Used::default(),
                                     any,
                                 };
                                 return;
                             }
-                            self.stack.pop();
+                            self.pop();
                             self.w("}");
                         }
                     }
@@ -598,7 +905,7 @@ impl Machine {
                 Frame::Arr {
                     node: n,
                     count: 0,
-                    used: Vec::new(),
+                    used: Used::default(),
                 }
             }
             Node::Obj(o) => {
@@ -629,7 +936,7 @@ impl Machine {
         if let Some(Frame::Arr { node, used, .. }) = self.stack.last_mut() {
             if let Node::Arr(a) = &self.g.nodes[*node as usize] {
                 if a.unique {
-                    used.push(json);
+                    Arc::make_mut(used).push(json);
                 }
             }
         }
@@ -643,10 +950,120 @@ impl Machine {
         }
         match &self.stack[n - 2] {
             Frame::Arr { node, used, .. } => match self.node(*node) {
-                Node::Arr(a) if a.unique => Some(used),
+                Node::Arr(a) if a.unique => Some(&**used),
                 _ => None,
             },
             _ => None,
+        }
+    }
+
+    /// [`Machine::string_top`] for strings without constraints (only UTF-8 validity and the
+    /// exact values of `Excluded`), borrowing instead of copying: the matcher's hot path.
+    /// `None` when no string continues or starts here, or when it has constraints.
+    pub fn trivial_string_top(&self) -> Option<TrivialString<'_>> {
+        let n = self.stack.len();
+        let below = n.checked_sub(2).map(|i| &self.stack[i]);
+        let key_end_ok = |node: NodeId| match self.node(node) {
+            Node::Obj(o) => o.map.as_ref().is_some_and(|m| {
+                m.key.combo_dfas.is_empty()
+                    && m.entry.first().is_some_and(|&e| self.g.productive(e))
+            }),
+            _ => false,
+        };
+        let keys = match below {
+            Some(Frame::Map { used, .. }) | Some(Frame::GObj { used, .. }) => &used[..],
+            _ => &[],
+        };
+        let top = self.stack.last()?;
+        // (spec, UTF-8 state, bytes, context_end_ok, continuing, used keys, used items)
+        let (spec, utf8, buf, context_end_ok, continuing, used_keys, used_items): (
+            &StrSpec,
+            u8,
+            &[u8],
+            bool,
+            bool,
+            &[String],
+            &[String],
+        ) = match top {
+            Frame::Str { kind, st, buf } => {
+                let spec = self.spec_ref(kind);
+                let (end_ok, uk, ui) = match kind {
+                    StrKind::Value(_) => (true, &[][..], self.unique_items(below)),
+                    StrKind::Key(node) => (key_end_ok(*node), keys, &[][..]),
+                    StrKind::GenericKey => (true, keys, &[][..]),
+                    StrKind::Generic => (true, &[][..], &[][..]),
+                };
+                (spec, st.utf8, buf, end_ok, true, uk, ui)
+            }
+            Frame::Value(node) => match self.node(*node) {
+                Node::Str(spec) => (spec, 0, &[], true, false, &[], self.unique_items(below)),
+                _ => return None,
+            },
+            Frame::Map {
+                node, count, used, ..
+            } => {
+                let Node::Obj(o) = self.node(*node) else {
+                    return None;
+                };
+                let m = o.map.as_ref()?;
+                if o.max_props.is_some_and(|mx| *count >= mx) {
+                    return None;
+                }
+                (&m.key, 0, &[], key_end_ok(*node), false, used, &[])
+            }
+            Frame::GObj { used, .. } => (trivial_spec(), 0, &[], true, false, used, &[]),
+            Frame::Arr { node, count, .. } => {
+                let Node::Arr(a) = self.node(*node) else {
+                    return None;
+                };
+                if a.marker || a.max_items.is_some_and(|mx| *count >= mx) {
+                    return None;
+                }
+                let item = a.prefix.get(*count as usize).copied().or(a.items)?;
+                match self.node(item) {
+                    Node::Str(spec) if self.g.productive(item) => {
+                        (spec, 0, &[], true, false, &[], self.unique_items(Some(top)))
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        trivial_but_excluded(spec).then_some(TrivialString {
+            utf8,
+            buf,
+            context_end_ok,
+            continuing,
+            excluded: Excluded {
+                spec: &spec.excluded,
+                used_keys,
+                used_items,
+            },
+        })
+    }
+
+    /// The used items of `f`, when it is a unique array.
+    fn unique_items<'a>(&'a self, f: Option<&'a Frame>) -> &'a [String] {
+        match f {
+            Some(Frame::Arr { node, used, .. }) => match self.node(*node) {
+                Node::Arr(a) if a.unique => used,
+                _ => &[],
+            },
+            _ => &[],
+        }
+    }
+
+    fn spec_ref(&self, kind: &StrKind) -> &StrSpec {
+        match kind {
+            StrKind::Value(n) => match self.node(*n) {
+                Node::Str(s) => s,
+                _ => trivial_spec(),
+            },
+            StrKind::Key(n) => match self.node(*n) {
+                Node::Obj(o) => o.map.as_ref().map_or(trivial_spec(), |m| &m.key),
+                _ => trivial_spec(),
+            },
+            StrKind::Generic | StrKind::GenericKey => trivial_spec(),
         }
     }
 
@@ -674,7 +1091,7 @@ impl Machine {
         let n = self.stack.len();
         match kind {
             StrKind::Key(_) | StrKind::GenericKey if n >= 2 => match &self.stack[n - 2] {
-                Frame::Map { used, .. } | Frame::GObj { used, .. } => used.clone(),
+                Frame::Map { used, .. } | Frame::GObj { used, .. } => used.to_vec(),
                 _ => Vec::new(),
             },
             StrKind::Value(_) => self
@@ -755,7 +1172,7 @@ impl Machine {
                         if self.unique_used().is_some_and(|u| u.contains(&v)) {
                             return Err("duplicate item in a uniqueItems array".into());
                         }
-                        self.stack.pop();
+                        self.pop();
                         self.w(&v);
                         self.after_scalar_item(v);
                     }
@@ -768,7 +1185,7 @@ impl Machine {
                         if self.unique_used().is_some_and(|u| u.iter().any(|x| x == v)) {
                             return Err("duplicate item in a uniqueItems array".into());
                         }
-                        self.stack.pop();
+                        self.pop();
                         self.w(v);
                         self.after_scalar_item(v.to_string());
                     }
@@ -803,7 +1220,7 @@ impl Machine {
             }
             Frame::Generic => match t {
                 G_NULL | G_FALSE | G_TRUE => {
-                    self.stack.pop();
+                    self.pop();
                     self.w(match t {
                         G_NULL => "null",
                         G_FALSE => "false",
@@ -826,7 +1243,7 @@ impl Machine {
                 G_OBJ => {
                     self.replace_top(Frame::GObj {
                         count: 0,
-                        used: Vec::new(),
+                        used: Used::default(),
                     });
                     self.w("{");
                 }
@@ -847,7 +1264,7 @@ impl Machine {
                     if buf.len() > crate::MAX_STRING_BYTES {
                         return Err("string too long".into());
                     }
-                    if strict && !spec.trivial {
+                    if strict && !trivial_but_excluded(&spec) {
                         let extra = self.extra_excluded(&kind);
                         let ex: Vec<&str> = extra.iter().map(String::as_str).collect();
                         if !spec.live(&st, &buf, &ex) {
@@ -867,7 +1284,7 @@ impl Machine {
                     }
                     let in_unique =
                         matches!(kind, StrKind::Value(_)) && self.unique_used().is_some();
-                    self.stack.pop();
+                    self.pop();
                     match kind {
                         StrKind::Value(_) | StrKind::Generic => {
                             if let Some(out) = &mut self.out {
@@ -903,7 +1320,7 @@ impl Machine {
                                     escape_into(out, key.as_bytes())?;
                                     out.push(':');
                                 }
-                                used.push(key);
+                                Arc::make_mut(used).push(key);
                             }
                             self.stack.push(Frame::Value(entry));
                         }
@@ -915,7 +1332,7 @@ impl Machine {
                             let key =
                                 String::from_utf8(buf).map_err(|_| "invalid UTF-8 in a key")?;
                             if let Some(Frame::GObj { used, .. }) = self.stack.last_mut() {
-                                used.push(key);
+                                Arc::make_mut(used).push(key);
                             }
                             self.stack.push(Frame::Generic);
                         }
@@ -961,7 +1378,7 @@ impl Machine {
                     if node.is_some() && self.unique_used().is_some_and(|u| u.contains(&s)) {
                         return Err("duplicate item in a uniqueItems array".into());
                     }
-                    self.stack.pop();
+                    self.pop();
                     self.w(&s);
                     if node.is_some() {
                         self.after_scalar_item(s);
@@ -1021,7 +1438,7 @@ impl Machine {
                     if count < o.min_props && !self.relax_counts {
                         return Err(format!("at least {} properties are required", o.min_props));
                     }
-                    self.stack.pop();
+                    self.pop();
                     self.w("}");
                 } else if t <= STR_END {
                     if o.max_props.is_some_and(|m| count >= m) {
@@ -1052,7 +1469,7 @@ impl Machine {
                     if count < a.min_items && !self.relax_counts {
                         return Err(format!("at least {} items are required", a.min_items));
                     }
-                    self.stack.pop();
+                    self.pop();
                     self.w("]");
                 } else {
                     if a.max_items.is_some_and(|m| count >= m) {
@@ -1088,7 +1505,7 @@ impl Machine {
             }
             Frame::GArr { count } => {
                 if t == ARR_END {
-                    self.stack.pop();
+                    self.pop();
                     self.w("]");
                 } else {
                     if let Some(Frame::GArr { count }) = self.stack.last_mut() {
@@ -1104,7 +1521,7 @@ impl Machine {
             }
             Frame::GObj { count, .. } => {
                 if t == END {
-                    self.stack.pop();
+                    self.pop();
                     self.w("}");
                 } else if t <= STR_END {
                     if let Some(Frame::GObj { count, .. }) = self.stack.last_mut() {
@@ -1139,7 +1556,7 @@ impl Machine {
         };
         let kind = kind.clone();
         let spec = self.spec_for(&kind);
-        let check_live = strict && !spec.trivial;
+        let check_live = strict && !trivial_but_excluded(&spec);
         let extra = if check_live {
             self.extra_excluded(&kind)
         } else {
@@ -1212,8 +1629,10 @@ impl Machine {
         }
     }
 
-    fn check_depth(&self) -> Result<(), String> {
-        if self.stack.len() > crate::MAX_DEPTH {
+    fn check_depth(&mut self) -> Result<(), String> {
+        let depth = self.stack.len() + self.below;
+        self.high_water = self.high_water.max(depth);
+        if depth > crate::MAX_DEPTH {
             return Err(format!("nesting deeper than {}", crate::MAX_DEPTH));
         }
         Ok(())
@@ -1267,8 +1686,8 @@ impl Machine {
         let spec = self.spec_for(&kind);
         let extra = match (&kind, continuing, self.stack.last()) {
             // A fresh key or item: its exclusions come from the frame on top itself.
-            (StrKind::Key(_), false, Some(Frame::Map { used, .. })) => used.clone(),
-            (StrKind::GenericKey, false, Some(Frame::GObj { used, .. })) => used.clone(),
+            (StrKind::Key(_), false, Some(Frame::Map { used, .. })) => used.to_vec(),
+            (StrKind::GenericKey, false, Some(Frame::GObj { used, .. })) => used.to_vec(),
             (StrKind::Value(_), false, Some(Frame::Arr { node, used, .. })) => {
                 match self.node(*node) {
                     Node::Arr(a) if a.unique => used
@@ -1382,6 +1801,9 @@ impl Machine {
                         stack,
                         out: None,
                         relax_counts: self.relax_counts,
+                        below: 0,
+                        high_water: 0,
+                        floor: 0,
                     };
                     let depth = scratch.stack.len();
                     scratch.open_top();
@@ -1394,10 +1816,12 @@ impl Machine {
             Frame::Generic => (G_NULL..=G_OBJ).for_each(&mut set),
             Frame::Str { kind, st, buf } => {
                 let spec = self.spec_for(kind);
-                if spec.trivial && buf.len() < crate::MAX_STRING_BYTES {
-                    // Unconstrained: only UTF-8 matters (the common case, kept allocation-free).
+                let room = buf.len() < crate::MAX_STRING_BYTES;
+                if trivial_but_excluded(&spec) {
+                    // Unconstrained but for finitely many excluded values, which never make a
+                    // prefix dead: only UTF-8 matters (the common case, kept allocation-free).
                     for b in 0..=255u8 {
-                        if utf8_step(st.utf8, b).is_some() {
+                        if room && utf8_step(st.utf8, b).is_some() {
                             set(b as u32);
                         }
                     }
@@ -1411,7 +1835,7 @@ impl Machine {
                 let mut pre = buf.clone();
                 for b in 0..=255u8 {
                     let mut s2 = st.clone();
-                    if !spec.step(&mut s2, b) {
+                    if !room || !spec.step(&mut s2, b) {
                         continue;
                     }
                     if spec.trivial && ex.is_empty() {
@@ -1490,9 +1914,11 @@ impl Machine {
                     if let Some(m) = &o.map {
                         let ex: Vec<&str> = used.iter().map(String::as_str).collect();
                         let st = m.key.start();
+                        // Keys unconstrained but for excluded values: every UTF-8 start lives.
+                        let any_key = trivial_but_excluded(&m.key);
                         for b in 0..=255u8 {
                             let mut s2 = st.clone();
-                            if m.key.step(&mut s2, b) && m.key.live(&s2, &[b], &ex) {
+                            if m.key.step(&mut s2, b) && (any_key || m.key.live(&s2, &[b], &ex)) {
                                 set(b as u32);
                             }
                         }
@@ -1540,6 +1966,9 @@ impl Machine {
                         ],
                         out: None,
                         relax_counts: self.relax_counts,
+                        below: 0,
+                        high_water: 0,
+                        floor: 0,
                     };
                     scratch.settle();
                     if scratch.stack.len() >= 2 {

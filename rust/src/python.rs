@@ -13,7 +13,7 @@
 
 use crate::error::{DecodeError, EncodeError, SchemaError};
 use crate::tokenizer::{Encoding, Matcher, Tokenizer};
-use numpy::{Element, PyArray1, PyReadonlyArray1};
+use numpy::{Element, PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -268,10 +268,38 @@ impl PyMatcher {
     }
 
     /// Boolean mask of length `vocab_size`: `True` for every id that keeps the sequence valid.
+    /// A fresh array, written in place (no intermediate buffer: the mask is most of a step's
+    /// cost inside strings).
     fn allowed<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
-        let mut mask = vec![false; self.vocab_size as usize];
-        self.inner.fill_allowed(&mut mask);
-        PyArray1::from_vec(py, mask)
+        let arr = PyArray1::<bool>::zeros(py, self.vocab_size as usize, false);
+        {
+            let mut view = arr.readwrite();
+            // A fresh C-contiguous array: `as_slice_mut` cannot fail.
+            if let Ok(mask) = view.as_slice_mut() {
+                self.inner.fill_allowed(mask);
+            }
+        }
+        arr
+    }
+
+    /// Write the mask into `out` (a writable, contiguous bool array of length `vocab_size`),
+    /// for sampling loops that reuse one buffer.
+    fn allowed_into(&mut self, out: &Bound<'_, PyArray1<bool>>) -> PyResult<()> {
+        let mut view = out
+            .try_readwrite()
+            .map_err(|e| PyValueError::new_err(format!("out is not writable: {e}")))?;
+        let mask = view
+            .as_slice_mut()
+            .map_err(|_| PyValueError::new_err("out must be a contiguous array"))?;
+        if mask.len() != self.vocab_size as usize {
+            return Err(PyValueError::new_err(format!(
+                "out has length {}, the vocabulary {}",
+                mask.len(),
+                self.vocab_size
+            )));
+        }
+        self.inner.fill_allowed(mask);
+        Ok(())
     }
 
     fn is_complete(&self) -> bool {

@@ -139,8 +139,11 @@ impl PartialEq for Json<'_> {
 /// `\u00XX` for controls without a short escape).
 pub fn write_string(s: &str, out: &mut String) {
     out.push('"');
-    let mut from = 0;
-    for (i, b) in s.bytes().enumerate() {
+    let bytes = s.as_bytes();
+    let (mut from, mut i) = (0, 0);
+    while i < bytes.len() {
+        i = skip_plain(bytes, i);
+        let Some(&b) = bytes.get(i) else { break };
         let esc = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -150,7 +153,10 @@ pub fn write_string(s: &str, out: &mut String) {
             0x08 => "\\b",
             0x0c => "\\f",
             0..=0x1f => "",
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.push_str(&s[from..i]);
         if esc.is_empty() {
@@ -158,7 +164,8 @@ pub fn write_string(s: &str, out: &mut String) {
         } else {
             out.push_str(esc);
         }
-        from = i + 1;
+        i += 1;
+        from = i;
     }
     out.push_str(&s[from..]);
     out.push('"');

@@ -440,9 +440,25 @@ pub struct Machine {
     floor: usize,
 }
 
+/// The spec of a string of this kind in graph `g` (borrowed: `Machine::spec_for` clones it).
+fn spec_in<'g>(g: &'g Graph, kind: &StrKind) -> &'g Arc<StrSpec> {
+    let node = |n: NodeId| &g.nodes[n as usize];
+    match kind {
+        StrKind::Value(n) => match node(*n) {
+            Node::Str(s) => s,
+            _ => trivial_spec(),
+        },
+        StrKind::Key(n) => match node(*n) {
+            Node::Obj(o) => o.map.as_ref().map_or(trivial_spec(), |m| &m.key),
+            _ => trivial_spec(),
+        },
+        StrKind::Generic | StrKind::GenericKey => trivial_spec(),
+    }
+}
+
 fn escape_into(out: &mut String, bytes: &[u8]) -> Result<(), String> {
     let s = std::str::from_utf8(bytes).map_err(|_| "string is not valid UTF-8".to_string())?;
-    out.push_str(&serde_json::to_string(s).map_err(|e| e.to_string())?);
+    crate::json::write_string(s, out);
     Ok(())
 }
 
@@ -477,6 +493,11 @@ impl Machine {
 
     pub fn output(&self) -> &str {
         self.out.as_deref().unwrap_or("")
+    }
+
+    /// The output text, moved out (the machine keeps an empty one).
+    pub fn take_output(&mut self) -> String {
+        self.out.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// A copy with the value on top opened, when it is an array or an object that waits for its
@@ -1068,21 +1089,7 @@ impl Machine {
     }
 
     fn spec_for(&self, kind: &StrKind) -> Arc<StrSpec> {
-        match kind {
-            StrKind::Value(n) => match self.node(*n) {
-                Node::Str(s) => s.clone(),
-                _ => trivial_spec().clone(),
-            },
-            StrKind::Key(n) => match self.node(*n) {
-                Node::Obj(o) => o
-                    .map
-                    .as_ref()
-                    .map(|m| m.key.clone())
-                    .unwrap_or_else(|| trivial_spec().clone()),
-                _ => trivial_spec().clone(),
-            },
-            StrKind::Generic | StrKind::GenericKey => trivial_spec().clone(),
-        }
+        spec_in(&self.g, kind).clone()
     }
 
     /// Extra excluded strings for the string on top: used keys of its map, used items of its
@@ -1594,18 +1601,21 @@ impl Machine {
         if self.mode == Mode::Strict {
             return Ok(0);
         }
-        let Some(Frame::Str { kind, .. }) = self.stack.last() else {
+        let Some(Frame::Str { kind, st, buf }) = self.stack.last_mut() else {
             return Ok(0);
         };
-        let spec = self.spec_for(kind);
-        let Some(Frame::Str { st, buf, .. }) = self.stack.last_mut() else {
-            return Ok(0);
-        };
+        let spec = spec_in(&self.g, kind);
         let run = ids.iter().take_while(|&&t| t < 256).count();
         if buf.len() + run > crate::MAX_STRING_BYTES {
             return Err("string too long".into());
         }
-        for &t in &ids[..run] {
+        let bytes = &ids[..run];
+        // Plain ASCII (most of a workflow's text) under no pattern: no per-byte stepping.
+        if bytes.iter().all(|&t| t < 0x80) && spec.step_ascii_run(st, run) {
+            buf.extend(bytes.iter().map(|&t| t as u8));
+            return Ok(run);
+        }
+        for &t in bytes {
             if !spec.step(st, t as u8) {
                 return Err("invalid UTF-8 in a string".into());
             }

@@ -17,7 +17,7 @@ use numpy::{Element, PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyString, PyType};
+use pyo3::types::{PyBytes, PyList, PyString, PyType};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -128,6 +128,14 @@ fn ids_from_py(obj: &Bound<'_, PyAny>, vocab_size: u32) -> PyResult<Vec<u32>> {
             "ids must be a sequence of ints (a list or a numpy array), not str or bytes",
         ));
     }
+    // Lists (what `encode` returns) by index, without the iterator protocol.
+    if let Ok(list) = obj.cast::<PyList>() {
+        let mut ids = Vec::with_capacity(list.len());
+        for (position, item) in list.iter().enumerate() {
+            ids.push(list_item_id(py, &item, position, vocab_size)?);
+        }
+        return Ok(ids);
+    }
     // numpy fast paths: read the buffer directly instead of boxing every element.
     macro_rules! try_dtype {
         ($($t:ty),*) => {$(
@@ -140,33 +148,38 @@ fn ids_from_py(obj: &Bound<'_, PyAny>, vocab_size: u32) -> PyResult<Vec<u32>> {
 
     let mut ids = Vec::with_capacity(obj.len().unwrap_or(0));
     for (position, item) in obj.try_iter()?.enumerate() {
-        let item = item?;
-        match item.extract::<i64>() {
-            Ok(v) => ids.push(checked_id(py, i128::from(v), position, vocab_size)?),
-            Err(e) if e.is_instance_of::<PyOverflowError>(py) => {
-                return Err(decode_error(
-                    py,
-                    DecodeError::new(
-                        position,
-                        format!(
-                            "id {} is outside the vocabulary (0..{vocab_size})",
-                            item.repr().map(|r| r.to_string()).unwrap_or_default()
-                        ),
-                    ),
-                ));
-            }
-            Err(_) => {
-                return Err(PyTypeError::new_err(format!(
-                    "ids[{position}] must be an int, not {}",
-                    item.get_type()
-                        .name()
-                        .map(|n| n.to_string())
-                        .unwrap_or_default()
-                )));
-            }
-        }
+        ids.push(list_item_id(py, &item?, position, vocab_size)?);
     }
     Ok(ids)
+}
+
+/// `ids[position]` as an id: a `DecodeError` outside the vocabulary, a `TypeError` if not an int.
+fn list_item_id(
+    py: Python<'_>,
+    item: &Bound<'_, PyAny>,
+    position: usize,
+    vocab_size: u32,
+) -> PyResult<u32> {
+    match item.extract::<i64>() {
+        Ok(v) => checked_id(py, i128::from(v), position, vocab_size),
+        Err(e) if e.is_instance_of::<PyOverflowError>(py) => Err(decode_error(
+            py,
+            DecodeError::new(
+                position,
+                format!(
+                    "id {} is outside the vocabulary (0..{vocab_size})",
+                    item.repr().map(|r| r.to_string()).unwrap_or_default()
+                ),
+            ),
+        )),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "ids[{position}] must be an int, not {}",
+            item.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))),
+    }
 }
 
 /// A single Python int as an id (for `Matcher.advance`). `position` is where it would go.

@@ -477,6 +477,17 @@ impl StrSpec {
         true
     }
 
+    /// Advance by `n` ASCII bytes when that needs no per-byte work (the decoder is between
+    /// characters and no automaton runs): `false` when it does, and nothing changes then.
+    #[inline]
+    pub fn step_ascii_run(&self, st: &mut StrState, n: usize) -> bool {
+        if st.utf8 != 0 || !st.dfa.is_empty() {
+            return false;
+        }
+        st.chars = st.chars.saturating_add(n as u64).min(self.len_cap);
+        true
+    }
+
     fn matched_at_end(&self, st: &StrState, i: usize) -> bool {
         let s = st.dfa[i];
         s == MATCHED || self.dfas[i].matches_at_end(StateID::new_unchecked(s as usize))

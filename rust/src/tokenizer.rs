@@ -513,7 +513,7 @@ impl Tokenizer {
             if m.is_done() {
                 let consumed = if ids.get(i) == Some(&eos) { i + 1 } else { i };
                 return Ok(Decoded {
-                    json: m.output().to_string(),
+                    json: m.take_output(),
                     consumed,
                     total: ids.len(),
                 });

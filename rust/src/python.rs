@@ -182,6 +182,32 @@ fn list_item_id(
     }
 }
 
+/// Python ints for every uint16 id, made once per process (65,536 ints, about 2 MB).
+static ID_INTS: PyOnceLock<Vec<Py<PyAny>>> = PyOnceLock::new();
+
+/// `ids` as a Python list. Python caches only the ints below 257, so a list of ids used to
+/// allocate one int object per id; taking them from `ID_INTS` costs a reference count each.
+/// Measured: `tok.encode` over 3,014 corpus documents (trained tokenizer, `--profile fast`,
+/// best of 5 in process CPU time, box busy with a CI run) 0.308 s -> 0.272 s.
+fn ids_to_list<'py>(py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyList>> {
+    let int = |i: u32| -> Bound<'py, PyAny> {
+        match i.into_pyobject(py) {
+            Ok(x) => x.into_any(),
+            Err(never) => match never {},
+        }
+    };
+    let ints = ID_INTS.get_or_init(py, || {
+        (0..=u32::from(u16::MAX)).map(|i| int(i).unbind()).collect()
+    });
+    PyList::new(
+        py,
+        ids.iter().map(|&i| match ints.get(i as usize) {
+            Some(x) => x.bind(py).clone(),
+            None => int(i),
+        }),
+    )
+}
+
 /// A single Python int as an id (for `Matcher.advance`). `position` is where it would go.
 fn id_from_py(obj: &Bound<'_, PyAny>, position: usize, vocab_size: u32) -> PyResult<u32> {
     let py = obj.py();
@@ -438,8 +464,9 @@ impl PyTokenizer {
     }
 
     /// Encode one JSON document (UTF-8 bytes) to ids.
-    fn encode(&self, py: Python<'_>, doc: &[u8]) -> PyResult<Vec<u32>> {
-        self.encode_detailed_inner(py, doc).map(|e| e.ids)
+    fn encode<'py>(&self, py: Python<'py>, doc: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        let ids = self.encode_detailed_inner(py, doc)?.ids;
+        ids_to_list(py, &ids)
     }
 
     fn encode_detailed(&self, py: Python<'_>, doc: &[u8]) -> PyResult<PyEncoding> {

@@ -1155,6 +1155,14 @@ impl Machine {
         if t < 256 && matches!(top, Frame::Str { .. }) {
             return self.step_string_byte(t as u8);
         }
+        // The end of a string: its frame is taken, not cloned (the clone copied every string's
+        // bytes once more).
+        if t == STR_END && matches!(top, Frame::Str { .. }) {
+            self.end_string()?;
+            self.check_depth()?;
+            self.settle();
+            return Ok(());
+        }
         match top.clone() {
             Frame::Value(n) => {
                 if t == FALLBACK {
@@ -1284,65 +1292,6 @@ impl Machine {
                     {
                         *s0 = st;
                         *b0 = buf;
-                    }
-                } else if t == STR_END {
-                    if !self.str_end_ok(&kind, &st, &buf) {
-                        return Err("this string does not satisfy its schema".into());
-                    }
-                    let in_unique =
-                        matches!(kind, StrKind::Value(_)) && self.unique_used().is_some();
-                    self.pop();
-                    match kind {
-                        StrKind::Value(_) | StrKind::Generic => {
-                            if let Some(out) = &mut self.out {
-                                escape_into(out, &buf)?;
-                            }
-                            // An item of a unique array: remember it (the array is on top now).
-                            if in_unique {
-                                let j =
-                                    serde_json::to_string(std::str::from_utf8(&buf).unwrap_or(""))
-                                        .unwrap_or_default();
-                                self.after_scalar_item(j);
-                            }
-                        }
-                        StrKind::Key(n) => {
-                            let key =
-                                String::from_utf8(buf).map_err(|_| "invalid UTF-8 in a key")?;
-                            let entry = match self.node(n) {
-                                Node::Obj(o) => {
-                                    o.map.as_ref().map(|m| m.entry[spec.combo_bits(&st)])
-                                }
-                                _ => None,
-                            };
-                            let Some(entry) = entry else {
-                                return Err("no map here".into());
-                            };
-                            if let Some(Frame::Map { used, any, .. }) = self.stack.last_mut() {
-                                let comma = *any;
-                                *any = true;
-                                if let Some(out) = &mut self.out {
-                                    if comma {
-                                        out.push(',');
-                                    }
-                                    escape_into(out, key.as_bytes())?;
-                                    out.push(':');
-                                }
-                                Arc::make_mut(used).push(key);
-                            }
-                            self.stack.push(Frame::Value(entry));
-                        }
-                        StrKind::GenericKey => {
-                            if let Some(out) = &mut self.out {
-                                escape_into(out, &buf)?;
-                                out.push(':');
-                            }
-                            let key =
-                                String::from_utf8(buf).map_err(|_| "invalid UTF-8 in a key")?;
-                            if let Some(Frame::GObj { used, .. }) = self.stack.last_mut() {
-                                Arc::make_mut(used).push(key);
-                            }
-                            self.stack.push(Frame::Generic);
-                        }
                     }
                 } else {
                     return Err("expected a string byte or STR_END".into());
@@ -1552,6 +1501,72 @@ impl Machine {
         }
         self.check_depth()?;
         self.settle();
+        Ok(())
+    }
+
+    /// `STR_END` with a string on top (see `step`; the caller settles). When the string may
+    /// not end here nothing changes; the errors after that are internal (bytes that stepping
+    /// already checked, a map that is not there), as they were in `step`.
+    fn end_string(&mut self) -> Result<(), String> {
+        let Some(Frame::Str { kind, st, buf }) = self.stack.last() else {
+            return Err("internal: no string on top".into());
+        };
+        if !self.str_end_ok(kind, st, buf) {
+            return Err("this string does not satisfy its schema".into());
+        }
+        let in_unique = matches!(kind, StrKind::Value(_)) && self.unique_used().is_some();
+        let Some(Frame::Str { kind, st, buf }) = self.stack.pop() else {
+            return Err("internal: no string on top".into());
+        };
+        self.floor = self.floor.min(self.below + self.stack.len());
+        let spec = self.spec_for(&kind);
+        match kind {
+            StrKind::Value(_) | StrKind::Generic => {
+                if let Some(out) = &mut self.out {
+                    escape_into(out, &buf)?;
+                }
+                // An item of a unique array: remember it (the array is on top now).
+                if in_unique {
+                    let j = serde_json::to_string(std::str::from_utf8(&buf).unwrap_or(""))
+                        .unwrap_or_default();
+                    self.after_scalar_item(j);
+                }
+            }
+            StrKind::Key(n) => {
+                let key = String::from_utf8(buf).map_err(|_| "invalid UTF-8 in a key")?;
+                let entry = match self.node(n) {
+                    Node::Obj(o) => o.map.as_ref().map(|m| m.entry[spec.combo_bits(&st)]),
+                    _ => None,
+                };
+                let Some(entry) = entry else {
+                    return Err("no map here".into());
+                };
+                if let Some(Frame::Map { used, any, .. }) = self.stack.last_mut() {
+                    let comma = *any;
+                    *any = true;
+                    if let Some(out) = &mut self.out {
+                        if comma {
+                            out.push(',');
+                        }
+                        escape_into(out, key.as_bytes())?;
+                        out.push(':');
+                    }
+                    Arc::make_mut(used).push(key);
+                }
+                self.stack.push(Frame::Value(entry));
+            }
+            StrKind::GenericKey => {
+                if let Some(out) = &mut self.out {
+                    escape_into(out, &buf)?;
+                    out.push(':');
+                }
+                let key = String::from_utf8(buf).map_err(|_| "invalid UTF-8 in a key")?;
+                if let Some(Frame::GObj { used, .. }) = self.stack.last_mut() {
+                    Arc::make_mut(used).push(key);
+                }
+                self.stack.push(Frame::Generic);
+            }
+        }
         Ok(())
     }
 

@@ -1610,9 +1610,10 @@ impl Machine {
     /// mode (decoding), and returns how many it consumed: 0 when no string is on top, in strict
     /// mode, or when `ids` starts with another id. One spec lookup per run and the state
     /// updated in place; `step` per byte clones the spec's `Arc` and the state each time, which
-    /// made decoding long strings slower than encoding them. Errors as `step` would give them
-    /// (the state is then unspecified: a lenient decode stops at the first error).
-    pub fn step_string_run(&mut self, ids: &[u32]) -> Result<usize, String> {
+    /// made decoding long strings slower than encoding them. Errors as `step` would give them,
+    /// with the number of ids consumed before the one that failed (the state is then
+    /// unspecified: a lenient decode stops at the first error).
+    pub fn step_string_run(&mut self, ids: &[u32]) -> Result<usize, (usize, String)> {
         if self.mode == Mode::Strict {
             return Ok(0);
         }
@@ -1622,7 +1623,10 @@ impl Machine {
         let spec = spec_in(&self.g, kind);
         let run = ids.iter().take_while(|&&t| t < 256).count();
         if buf.len() + run > crate::MAX_STRING_BYTES {
-            return Err("string too long".into());
+            return Err((
+                crate::MAX_STRING_BYTES.saturating_sub(buf.len()),
+                "string too long".into(),
+            ));
         }
         let bytes = &ids[..run];
         // Plain ASCII (most of a workflow's text) under no pattern: no per-byte stepping.
@@ -1630,9 +1634,9 @@ impl Machine {
             buf.extend(bytes.iter().map(|&t| t as u8));
             return Ok(run);
         }
-        for &t in bytes {
+        for (n, &t) in bytes.iter().enumerate() {
             if !spec.step(st, t as u8) {
-                return Err("invalid UTF-8 in a string".into());
+                return Err((n, "invalid UTF-8 in a string".into()));
             }
             buf.push(t as u8);
         }

@@ -472,6 +472,10 @@ impl Tokenizer {
     /// Decode the first complete document of `ids`. A leading BOS (and PADs before it) is
     /// skipped; an EOS right after the document counts as consumed.
     pub fn decode(&self, ids: &[u32]) -> Result<Decoded, DecodeError> {
+        // Ids are expanded a chunk at a time and the machine runs over the chunk's base ids, so
+        // that a string spread over many ids is stepped as one run (per id, the run setup cost
+        // as much as the bytes). `ends[k]` is where id `i + k`'s expansion ends in `base`.
+        const CHUNK: usize = 256;
         let v = self.vocab();
         let (pad, bos, eos) = (v.pad_id(), v.bos_id(), v.eos_id());
         let mut m = Machine::new(self.inner.graph.clone(), Mode::Lenient, true);
@@ -479,45 +483,68 @@ impl Tokenizer {
         while i < ids.len() && (ids[i] == pad || ids[i] == bos) {
             i += 1;
         }
-        let mut base = Vec::new();
+        let (mut base, mut ends) = (Vec::new(), Vec::new());
         while i < ids.len() {
-            let id = ids[i];
-            if id == pad || id == bos || id == eos {
-                return Err(DecodeError::new(
-                    i,
-                    format!("special id {id} inside a document"),
-                ));
-            }
             base.clear();
-            v.expand(&ids[i..i + 1], &mut base)
-                .map_err(|(_, msg)| DecodeError::new(i, msg))?;
+            ends.clear();
+            // Where the chunk stops early: a special id or an id without an expansion.
+            let mut stop = None;
+            let mut j = i;
+            while j < ids.len() && j - i < CHUNK {
+                let id = ids[j];
+                if id == pad || id == bos || id == eos {
+                    stop = Some(DecodeError::new(
+                        j,
+                        format!("special id {id} inside a document"),
+                    ));
+                    break;
+                }
+                if let Err((_, msg)) = v.expand(&ids[j..j + 1], &mut base) {
+                    stop = Some(DecodeError::new(j, msg));
+                    break;
+                }
+                ends.push(base.len());
+                j += 1;
+            }
+            // The id whose expansion holds base position `k`.
+            let id_at = |k: usize| i + ends.partition_point(|&e| e <= k);
             let mut k = 0;
             while k < base.len() {
-                if m.is_done() {
-                    return Err(DecodeError::new(
-                        i,
-                        "token runs past the end of the document",
-                    ));
-                }
                 // Bytes of a string in one go (the common case), other ids one at a time.
                 match m.step_string_run(&base[k..]) {
                     Ok(0) => {
-                        m.step(base[k]).map_err(|msg| DecodeError::new(i, msg))?;
+                        m.step(base[k])
+                            .map_err(|msg| DecodeError::new(id_at(k), msg))?;
                         k += 1;
                     }
                     Ok(n) => k += n,
-                    Err(msg) => return Err(DecodeError::new(i, msg)),
+                    Err((n, msg)) => return Err(DecodeError::new(id_at(k + n), msg)),
+                }
+                if m.is_done() {
+                    // The document ended with base id `k - 1`: the end of an id, or an error.
+                    let last = id_at(k - 1);
+                    if ends[last - i] != k {
+                        return Err(DecodeError::new(
+                            last,
+                            "token runs past the end of the document",
+                        ));
+                    }
+                    let consumed = if ids.get(last + 1) == Some(&eos) {
+                        last + 2
+                    } else {
+                        last + 1
+                    };
+                    return Ok(Decoded {
+                        json: m.take_output(),
+                        consumed,
+                        total: ids.len(),
+                    });
                 }
             }
-            i += 1;
-            if m.is_done() {
-                let consumed = if ids.get(i) == Some(&eos) { i + 1 } else { i };
-                return Ok(Decoded {
-                    json: m.take_output(),
-                    consumed,
-                    total: ids.len(),
-                });
+            if let Some(e) = stop {
+                return Err(e);
             }
+            i = j;
         }
         Err(DecodeError::new(
             ids.len(),

@@ -469,3 +469,58 @@ fn profile_encode() {
         }
     });
 }
+
+/// Decoding expands ids a chunk (256 ids) at a time: errors still name the id where they
+/// happen, and ids after the document are never looked at.
+#[test]
+fn decode_positions_across_chunks() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/python/tct/data/github-workflow.tct.json"
+    ))
+    .unwrap();
+    let t = Tokenizer::from_bytes(&bytes).unwrap();
+    let corpus = common::corpus();
+    let ids = corpus
+        .iter()
+        .map(|r| t.encode_value(&r["json"]).unwrap().ids)
+        .find(|ids| ids.len() > 900)
+        .expect("a long document");
+    let n = ids.len();
+    let whole = t.decode(&ids).unwrap();
+    assert_eq!((whole.consumed, whole.total), (n, n));
+    // EOS after the document is consumed; anything after it is not even looked at.
+    let mut more = ids.clone();
+    more.extend([t.eos_id(), u32::MAX, 5]);
+    let d = t.decode(&more).unwrap();
+    assert_eq!((d.json.as_str(), d.consumed), (whole.json.as_str(), n + 1));
+    more[n] = u32::MAX;
+    assert_eq!(t.decode(&more).unwrap().consumed, n);
+    for at in [0, 255, 256, 257, 600, n - 1] {
+        let mut bad = ids.clone();
+        if at > 0 {
+            // (Leading PADs are skipped.)
+            bad[at] = t.pad_id();
+            assert_eq!(t.decode(&bad).unwrap_err().position, at, "PAD at {at}");
+        }
+        bad[at] = t.vocab_size() + 7;
+        assert_eq!(
+            t.decode(&bad).unwrap_err().position,
+            at,
+            "unknown id at {at}"
+        );
+        assert_eq!(
+            t.decode(&ids[..at]).unwrap_err().position,
+            at,
+            "truncated at {at}"
+        );
+    }
+    // A byte that breaks UTF-8 inside a string, far into the document.
+    let mut base = t.encode_base(&corpus[0]["json"]).unwrap().ids;
+    let k = base
+        .iter()
+        .rposition(|&b| (b'a'..=b'z').contains(&(b as u8)) && b < 256)
+        .unwrap();
+    base[k] = 0xff;
+    assert_eq!(t.decode(&base).unwrap_err().position, k);
+}

@@ -438,6 +438,9 @@ pub struct Machine {
     high_water: usize,
     /// See `floor()`.
     floor: usize,
+    /// The byte buffer of the last string value that ended, emptied, for the next one: a
+    /// string no longer allocates and regrows its buffer (decoding is a string after another).
+    spare: Vec<u8>,
 }
 
 /// The spec of a string of this kind in graph `g` (borrowed: `Machine::spec_for` clones it).
@@ -474,6 +477,7 @@ impl Machine {
             below: 0,
             high_water: 0,
             floor: 1,
+            spare: Vec::new(),
         };
         m.settle();
         m
@@ -675,6 +679,7 @@ impl Machine {
             below: self.below + cut,
             high_water: 0,
             floor: self.below + n,
+            spare: Vec::new(),
         }
     }
 
@@ -915,7 +920,7 @@ impl Machine {
             Node::Str(spec) => Frame::Str {
                 kind: StrKind::Value(n),
                 st: spec.start(),
-                buf: Vec::new(),
+                buf: std::mem::take(&mut self.spare),
             },
             Node::Num(_) => Frame::Num {
                 node: Some(n),
@@ -1246,11 +1251,14 @@ impl Machine {
                     node: None,
                     text: Vec::new(),
                 }),
-                G_STR => self.replace_top(Frame::Str {
-                    kind: StrKind::Generic,
-                    st: trivial_spec().start(),
-                    buf: Vec::new(),
-                }),
+                G_STR => {
+                    let buf = std::mem::take(&mut self.spare);
+                    self.replace_top(Frame::Str {
+                        kind: StrKind::Generic,
+                        st: trivial_spec().start(),
+                        buf,
+                    })
+                }
                 G_ARR => {
                     self.replace_top(Frame::GArr { count: 0 });
                     self.w("[");
@@ -1531,6 +1539,9 @@ impl Machine {
                         .unwrap_or_default();
                     self.after_scalar_item(j);
                 }
+                let mut buf = buf;
+                buf.clear();
+                self.spare = buf;
             }
             StrKind::Key(n) => {
                 let key = String::from_utf8(buf).map_err(|_| "invalid UTF-8 in a key")?;
@@ -1833,6 +1844,7 @@ impl Machine {
                         below: 0,
                         high_water: 0,
                         floor: 0,
+                        spare: Vec::new(),
                     };
                     let depth = scratch.stack.len();
                     scratch.open_top();
@@ -1998,6 +2010,7 @@ impl Machine {
                         below: 0,
                         high_water: 0,
                         floor: 0,
+                        spare: Vec::new(),
                     };
                     scratch.settle();
                     if scratch.stack.len() >= 2 {

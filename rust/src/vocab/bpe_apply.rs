@@ -25,7 +25,7 @@
 //! Rank lookups for pairs of small ids (bytes, `STR_END`, structural ids: almost all lookups)
 //! use a dense table instead of the hash map.
 //!
-//! Cut pieces of 4 to 256 symbols are memoized per thread (`PieceCache`).
+//! Cut pieces of 4 to 256 symbols are memoized per thread ([`super::piece_cache`]).
 //!
 //! Measured (release builds, one thread, process CPU time on the shared 2-core AMD EPYC dev
 //! box, `python benches/codec_speed.py --limit 5000 --repeat 2`, the same 5,000 documents):
@@ -44,11 +44,11 @@
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::pair_map::{key, PairMap};
+use super::piece_cache::PieceCache;
 
 /// Pieces up to this many symbols use the rank-array scan, longer ones the heap. The scan is
 /// `O(n * merges)` integer compares, the heap `O(n log n)` with a larger constant.
@@ -66,106 +66,14 @@ const DEAD: u32 = u32::MAX;
 const CACHE_MIN: usize = 4;
 /// Longer pieces are not cached: they rarely repeat and would crowd out the rest.
 const CACHE_MAX: usize = 256;
-/// The cache is emptied when it holds this many pieces or its arena this many ids: at most
-/// 16 MB of arena plus ~4 MB of index per thread. The corpus has ~100k distinct pieces per
-/// 3,000 documents; a cache that is emptied before a pass over its working set repeats
-/// gets almost no hits (measured: 64k entries gave no gain over no cache on that sample).
-const CACHE_ENTRIES: usize = 1 << 18;
+/// At most 16 MB of cached ids per thread (plus ~4 MB of index).
 const CACHE_IDS: usize = 1 << 22;
 
 /// Source of [`MergeTable`] identities (0 is the empty default table).
 static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Hashes a piece (a `[u32]`) eight bytes at a time; the std SipHash and the byte-wise
-/// fallback of `PairHasher` are several times slower on these keys.
-#[derive(Default, Clone, Copy)]
-struct PieceHasher(u64);
-
-impl Hasher for PieceHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^ (h >> 29)
-    }
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517C_C1B7_2722_0A95);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517C_C1B7_2722_0A95);
-        }
-    }
-    #[inline]
-    fn write_usize(&mut self, v: usize) {
-        self.0 = (self.0.rotate_left(5) ^ v as u64).wrapping_mul(0x517C_C1B7_2722_0A95);
-    }
-    #[inline]
-    fn write_u64(&mut self, v: u64) {
-        // The index's keys are finished piece hashes already: keep their bits.
-        self.0 = v;
-    }
-}
-
-/// Merged pieces by their symbols, for one merge table at a time.
-///
-/// Why a cache: words repeat a lot (step names, action references, the same lines of `run`
-/// scripts across jobs and files), and after cutting at safe points (module docs) the pieces
-/// repeat even more: in a 3,000-document sample of the corpus, 78% of the base ids are in a
-/// piece seen before. A hit costs a hash, a probe and a copy instead of the merge loop.
-///
-/// Layout: entries live back to back in one arena (`[key len, value len, key.., value..]`),
-/// found through a map from the piece's 64-bit hash to the entry's offset; a lookup compares
-/// the stored key, so a hash collision only costs a miss (the newer entry replaces the older).
-/// No allocation per entry, and emptying is O(1): boxed keys and values spent a fifth of the
-/// time in `malloc`/`free`.
-///
-/// Why thread-local: `apply` is called per document, from Python and from rayon workers; one
-/// cache per thread needs no locking and lives as long as the thread. It belongs to one table
-/// (its `id`): using another tokenizer on the same thread empties it. A hit returns exactly
-/// what merging would (the result depends only on the piece and the table), so the output
-/// never depends on the cache.
-#[derive(Default)]
-struct PieceCache {
-    table: u64,
-    index: HashMap<u64, u32, BuildHasherDefault<PieceHasher>>,
-    arena: Vec<u32>,
-}
-
-impl PieceCache {
-    fn hash(piece: &[u32]) -> u64 {
-        let mut h = PieceHasher::default();
-        piece.hash(&mut h);
-        h.finish()
-    }
-
-    fn get(&self, piece: &[u32], h: u64) -> Option<&[u32]> {
-        let off = *self.index.get(&h)? as usize;
-        let klen = self.arena[off] as usize;
-        let vlen = self.arena[off + 1] as usize;
-        let key = &self.arena[off + 2..off + 2 + klen];
-        (key == piece).then(|| &self.arena[off + 2 + klen..off + 2 + klen + vlen])
-    }
-
-    fn insert(&mut self, piece: &[u32], h: u64, merged: &[u32]) {
-        let need = 2 + piece.len() + merged.len();
-        if self.index.len() >= CACHE_ENTRIES || self.arena.len() + need > CACHE_IDS {
-            self.index.clear();
-            self.arena.clear();
-        }
-        let off = self.arena.len() as u32;
-        self.arena.push(piece.len() as u32);
-        self.arena.push(merged.len() as u32);
-        self.arena.extend_from_slice(piece);
-        self.arena.extend_from_slice(merged);
-        self.index.insert(h, off);
-    }
-}
-
 thread_local! {
-    static CACHE: RefCell<PieceCache> = RefCell::new(PieceCache::default());
+    static CACHE: RefCell<PieceCache> = RefCell::new(PieceCache::new(CACHE_IDS));
 }
 
 /// Rank lookup for the merges of a vocabulary, and where words may be cut.
@@ -303,12 +211,7 @@ impl MergeTable {
         let done = CACHE
             .try_with(|c| match c.try_borrow_mut() {
                 Ok(mut cache) => {
-                    if cache.table != self.id {
-                        *cache = PieceCache {
-                            table: self.id,
-                            ..PieceCache::default()
-                        };
-                    }
+                    cache.claim(self.id);
                     self.merge_cut(buf, start, ws, Some(&mut cache));
                     true
                 }

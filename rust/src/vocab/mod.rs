@@ -63,6 +63,7 @@ pub mod decisions;
 pub mod dictionary;
 pub mod file_format;
 mod pair_map;
+mod piece_cache;
 pub mod prune;
 mod segment;
 pub mod shortest;

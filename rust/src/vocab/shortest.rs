@@ -47,40 +47,21 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::pair_map::{key, FastMap, PairMap};
+use super::pair_map::{key, PairMap};
+use super::piece_cache::PieceCache;
 
 const NONE: u32 = u32::MAX;
 
-/// Pieces of this many symbols or fewer (and at least 2) are memoized per thread.
+/// Pieces of this many symbols or fewer (and at least 2) are memoized per thread
+/// ([`super::piece_cache`]), at most 32 MB of ids per thread.
 const CACHE_MAX_PIECE: usize = 256;
-/// The per-thread cache is emptied when it holds more entries or symbols than this.
-const CACHE_ENTRIES: usize = 1 << 18;
-const CACHE_SYMBOLS: usize = 1 << 23;
+const CACHE_IDS: usize = 1 << 23;
 
 /// A fresh identity for each table (a thread's cache belongs to one table at a time).
 static NEXT_TABLE: AtomicU64 = AtomicU64::new(1);
 
-/// Memoized encodings of pieces, for the table `owner`: an index from a piece's hash to its
-/// record `[piece len, encoding len, piece..., encoding...]` in one arena (no allocation per
-/// entry). A hash collision is caught by comparing the piece.
-#[derive(Default)]
-struct PieceCache {
-    owner: u64,
-    index: FastMap<u64, u32>,
-    arena: Vec<u32>,
-}
-
 thread_local! {
-    static CACHE: RefCell<PieceCache> = RefCell::new(PieceCache::default());
-}
-
-/// FNV-1a over the symbols (as 32-bit words), with a final mix.
-fn piece_hash(piece: &[u32]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &x in piece {
-        h = (h ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^ (h >> 32)
+    static CACHE: RefCell<PieceCache> = RefCell::new(PieceCache::new(CACHE_IDS));
 }
 
 /// The trie of expansions. Node 0 is the root. The first two levels are dense arrays (every
@@ -332,38 +313,25 @@ impl ShortestTable {
         if piece.len() < 2 || piece.len() > CACHE_MAX_PIECE || self.uid == 0 {
             return self.encode_impl(piece, false, out, sc);
         }
-        let h = piece_hash(piece);
-        CACHE.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.owner != self.uid {
-                c.owner = self.uid;
-                c.index.clear();
-                c.arena.clear();
-            }
-            if let Some(&off) = c.index.get(&h) {
-                let off = off as usize;
-                let (klen, vlen) = (c.arena[off] as usize, c.arena[off + 1] as usize);
-                if &c.arena[off + 2..off + 2 + klen] == piece {
-                    out.extend_from_slice(&c.arena[off + 2 + klen..off + 2 + klen + vlen]);
-                    return;
-                }
+        // The cache is unavailable only while the thread is being torn down: encode uncached.
+        let cached = CACHE.try_with(|c| {
+            let Ok(mut c) = c.try_borrow_mut() else {
+                return false;
+            };
+            c.claim(self.uid);
+            let h = PieceCache::hash(piece);
+            if let Some(hit) = c.get(piece, h) {
+                out.extend_from_slice(hit);
+                return true;
             }
             let from = out.len();
             self.encode_impl(piece, false, out, sc);
-            let enc = &out[from..];
-            if c.index.len() >= CACHE_ENTRIES
-                || c.arena.len() + 2 + piece.len() + enc.len() > CACHE_SYMBOLS
-            {
-                c.index.clear();
-                c.arena.clear();
-            }
-            let off = c.arena.len() as u32;
-            c.arena.push(piece.len() as u32);
-            c.arena.push(enc.len() as u32);
-            c.arena.extend_from_slice(piece);
-            c.arena.extend_from_slice(enc);
-            c.index.insert(h, off);
+            c.insert(piece, h, &out[from..]);
+            true
         });
+        if !cached.unwrap_or(false) {
+            self.encode_impl(piece, false, out, sc);
+        }
     }
 
     /// The shortest encoding of `word` without the one token that spells all of it (what a use

@@ -1039,19 +1039,8 @@ impl Machine {
             }
             Frame::GObj { used, .. } => (trivial_spec(), 0, &[], true, false, used, &[]),
             Frame::Arr { node, count, .. } => {
-                let Node::Arr(a) = self.node(*node) else {
-                    return None;
-                };
-                if a.marker || a.max_items.is_some_and(|mx| *count >= mx) {
-                    return None;
-                }
-                let item = a.prefix.get(*count as usize).copied().or(a.items)?;
-                match self.node(item) {
-                    Node::Str(spec) if self.g.productive(item) => {
-                        (spec, 0, &[], true, false, &[], self.unique_items(Some(top)))
-                    }
-                    _ => return None,
-                }
+                let (_, spec) = self.string_item(*node, *count)?;
+                (spec, 0, &[], true, false, &[], self.unique_items(Some(top)))
             }
             _ => return None,
         };
@@ -1090,6 +1079,22 @@ impl Machine {
                 _ => trivial_spec(),
             },
             StrKind::Generic | StrKind::GenericKey => trivial_spec(),
+        }
+    }
+
+    /// The item the array `node` (holding `count` items) would start next, with its spec,
+    /// when that item is a productive string and items have no marker: a byte there starts it.
+    fn string_item(&self, node: NodeId, count: u64) -> Option<(NodeId, &Arc<StrSpec>)> {
+        let Node::Arr(a) = self.node(node) else {
+            return None;
+        };
+        if a.marker || a.max_items.is_some_and(|mx| count >= mx) {
+            return None;
+        }
+        let item = a.prefix.get(count as usize).copied().or(a.items)?;
+        match self.node(item) {
+            Node::Str(spec) if self.g.productive(item) => Some((item, spec)),
+            _ => None,
         }
     }
 
@@ -1707,19 +1712,8 @@ impl Machine {
             ),
             // A byte here starts a new item, when items are strings without markers.
             Frame::Arr { node, count, .. } => {
-                let Node::Arr(a) = self.node(*node) else {
-                    return None;
-                };
-                if a.marker || a.max_items.is_some_and(|mx| *count >= mx) {
-                    return None;
-                }
-                let item = a.prefix.get(*count as usize).copied().or(a.items)?;
-                match self.node(item) {
-                    Node::Str(spec) if self.g.productive(item) => {
-                        (StrKind::Value(item), spec.start(), Vec::new(), false)
-                    }
-                    _ => return None,
-                }
+                let (item, spec) = self.string_item(*node, *count)?;
+                (StrKind::Value(item), spec.start(), Vec::new(), false)
             }
             _ => return None,
         };

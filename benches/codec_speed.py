@@ -54,6 +54,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench_common import compact, cpu_name
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "workflows" / "workflows.jsonl.gz"
 DEFAULT_SCHEMA = ROOT.parent / "shared" / "data" / "schemas" / "github-workflow.json"
@@ -64,10 +66,6 @@ GOAL_ENCODE_VS_O200K = 4.0
 CLOCK = time.process_time
 
 
-def compact(doc: Any) -> str:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
-
-
 def load_texts(path: Path, limit: int | None, seed: int) -> list[str]:
     """Compact JSON text of every corpus document (or a seeded sample of ``limit``)."""
     opener = gzip.open if path.suffix == ".gz" else open
@@ -76,17 +74,6 @@ def load_texts(path: Path, limit: int | None, seed: int) -> list[str]:
     if limit is not None and limit < len(texts):
         texts = random.Random(seed).sample(texts, limit)
     return texts
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def best_time(

@@ -36,6 +36,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bench_common import compact
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "workflows" / "workflows.jsonl.gz"
 DEFAULT_SCHEMA = ROOT.parent / "shared" / "data" / "schemas" / "github-workflow.json"
@@ -61,10 +63,6 @@ def split_by_repo(
     train = [r for r in records if r["repo"] not in held]
     heldout = [r for r in records if r["repo"] in held]
     return train, heldout
-
-
-def compact(doc) -> str:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
 def summarize(counts: Sequence[int]) -> dict:

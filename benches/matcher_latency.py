@@ -26,7 +26,6 @@ import argparse
 import gc
 import gzip
 import json
-import platform
 import random
 import sys
 import time
@@ -34,21 +33,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench_common import cpu_name
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "workflows" / "workflows.jsonl.gz"
 GOAL_P50_US = 5.0
 GOAL_P99_US = 50.0
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sample_docs(path: Path, n: int, seed: int) -> list[dict]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,10 @@ CORPUS = DATA / "workflows" / "workflows.jsonl.gz"
 
 
 def _bench_module():
+    # The bench scripts import their shared helpers from beside them, as `python benches/x.py`
+    # allows.
+    if str(ROOT / "benches") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benches"))
     spec = importlib.util.spec_from_file_location(
         "compression", ROOT / "benches" / "compression.py"
     )

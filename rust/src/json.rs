@@ -243,6 +243,11 @@ pub fn parse(text: &[u8]) -> Result<Json<'_>, EncodeError> {
         offset: Some(e.valid_up_to()),
         message: "invalid JSON: the text is not valid UTF-8".into(),
     })?;
+    parse_str(text)
+}
+
+/// [`parse`] for text already known to be UTF-8 (no second validation pass).
+pub fn parse_str(text: &str) -> Result<Json<'_>, EncodeError> {
     let mut p = Parser {
         s: text,
         b: text.as_bytes(),

@@ -207,7 +207,7 @@ fn parse_and_encode<E: DocEncoder>(
         return Outcome::Rejected("empty document".into());
     }
     match format {
-        Format::Json => match crate::json::parse(body.as_bytes()) {
+        Format::Json => match crate::json::parse_str(body) {
             Ok(doc) => encode_document(&doc, source, ctx),
             Err(e) => {
                 // Offsets count from the start of the file, byte-order mark included.

@@ -6,6 +6,8 @@
 //! forbidden keys), so nested unions do not make encoding exponential: a full trial encode only
 //! runs when more than one branch passes the filter.
 
+use std::borrow::Cow;
+
 use crate::base::*;
 use crate::compile::ir::{Node, NodeId, ObjSpec};
 use crate::compile::Graph;
@@ -23,10 +25,27 @@ pub struct Encoder<'g, 'v> {
     pub out: Vec<u32>,
     pub fallbacks: Vec<String>,
     path: Vec<Seg<'v>>,
+    /// Scratch stack of [`Self::enc_obj`].
+    slots: Vec<u32>,
     error: Option<EncodeError>,
     /// Accept arrays and maps below their minimum counts (a prompt's open containers).
     pub relax_min: bool,
+    /// With [`Self::with_contents`]: the texts that `out` refers to.
+    contents: Option<Vec<&'v str>>,
 }
+
+/// A document's base ids, with contents by reference where the encoder was made so.
+pub struct Encoded<'v> {
+    /// Base ids, and `CONTENT_REF + k` for `contents[k]` (its bytes, then `STR_END`).
+    pub items: Vec<u32>,
+    pub contents: Vec<&'v str>,
+    /// JSON pointers of the subtrees spelt in the generic encoding.
+    pub fallbacks: Vec<String>,
+}
+
+/// In the output of [`Encoder::with_contents`], `CONTENT_REF + k` stands for the bytes of
+/// content `k` followed by `STR_END`. No base id comes near it (base ids are below 2^16).
+pub const CONTENT_REF: u32 = 1 << 31;
 
 /// Whether `v` is the constant whose compact JSON text is `c` (numbers compare by text).
 fn const_eq(c: &str, v: &Json) -> bool {
@@ -46,8 +65,20 @@ impl<'g, 'v> Encoder<'g, 'v> {
             out: Vec::new(),
             fallbacks: Vec::new(),
             path: Vec::new(),
+            slots: Vec::new(),
             error: None,
             relax_min: false,
+            contents: None,
+        }
+    }
+
+    /// An encoder whose output spells each text (string, key, number) as one `CONTENT_REF + k`
+    /// and lists the texts: [`crate::vocab::Vocab::apply_with_contents`] then reads each
+    /// text's bytes where they are, instead of one `u32` per byte written here and read back.
+    pub fn with_contents(g: &'g Graph) -> Self {
+        Encoder {
+            contents: Some(Vec::new()),
+            ..Encoder::new(g)
         }
     }
 
@@ -64,10 +95,13 @@ impl<'g, 'v> Encoder<'g, 'v> {
     }
 
     /// Encode a whole document.
-    pub fn encode_document(
-        mut self,
-        v: &'v Json<'v>,
-    ) -> Result<(Vec<u32>, Vec<String>), EncodeError> {
+    pub fn encode_document(self, v: &'v Json<'v>) -> Result<(Vec<u32>, Vec<String>), EncodeError> {
+        self.encode_with_contents(v).map(|e| (e.items, e.fallbacks))
+    }
+
+    /// [`Self::encode_document`], also returning the texts the output refers to (none unless
+    /// the encoder was made by [`Self::with_contents`]).
+    pub fn encode_with_contents(mut self, v: &'v Json<'v>) -> Result<Encoded<'v>, EncodeError> {
         let root = self.g.root;
         if !self.enc(root, v, false) {
             self.out.clear();
@@ -76,11 +110,15 @@ impl<'g, 'v> Encoder<'g, 'v> {
         }
         match self.error {
             Some(e) => Err(e),
-            None => Ok((self.out, self.fallbacks)),
+            None => Ok(Encoded {
+                items: self.out,
+                contents: self.contents.unwrap_or_default(),
+                fallbacks: self.fallbacks,
+            }),
         }
     }
 
-    fn push_bytes(&mut self, s: &str) {
+    fn push_bytes(&mut self, s: &'v str) {
         if s.len() > crate::MAX_STRING_BYTES && self.error.is_none() {
             self.error = Some(EncodeError::at(
                 self.pointer(),
@@ -91,8 +129,23 @@ impl<'g, 'v> Encoder<'g, 'v> {
                 ),
             ));
         }
-        self.out.extend(s.bytes().map(u32::from));
-        self.out.push(STR_END);
+        self.push_text(s);
+    }
+
+    /// A string's, key's or number's text: its bytes and `STR_END`, or one reference to it
+    /// (see [`Self::with_contents`]).
+    #[inline]
+    fn push_text(&mut self, s: &'v str) {
+        match &mut self.contents {
+            Some(c) => {
+                self.out.push(CONTENT_REF + c.len() as u32);
+                c.push(s);
+            }
+            None => {
+                self.out.extend(s.bytes().map(u32::from));
+                self.out.push(STR_END);
+            }
+        }
     }
 
     fn fallback(&mut self, v: &'v Json<'v>) {
@@ -134,8 +187,7 @@ impl<'g, 'v> Encoder<'g, 'v> {
             Json::Object(m) => {
                 self.out.push(G_OBJ);
                 for (k, x) in m.iter() {
-                    self.out.extend(k.bytes().map(u32::from));
-                    self.out.push(STR_END);
+                    self.push_text(k);
                     self.path.push(Seg::Key(k));
                     self.generic(x);
                     self.path.pop();
@@ -179,13 +231,21 @@ impl<'g, 'v> Encoder<'g, 'v> {
             Node::Arr(_) => matches!(v, Json::Array(_)),
             Node::Obj(o) => {
                 let Some(m) = v.as_object() else { return false };
-                o.props
-                    .iter()
-                    .all(|p| !p.required || m.iter().any(|(k, _)| *k == p.name))
-                    && (o.map.is_some()
-                        || m.iter().all(|(k, _)| o.props.iter().any(|p| p.name == *k)))
+                // Keys are unique (the parser rejects repeats), so counting the required keys
+                // that are present tells whether all of them are.
+                let mut required = 0;
+                for (k, _) in m {
+                    match o.index.get(&o.props, k) {
+                        Some(i) => required += usize::from(o.props[i].required),
+                        None if o.map.is_none() => return false,
+                        None => {}
+                    }
+                }
+                required == o.n_required
             }
-            Node::Union(bs) => bs.iter().any(|&b| self.quick_ok(b, v)),
+            Node::Union(bs) => bs
+                .iter()
+                .any(|&b| self.g.may_accept(b, v) && self.quick_ok(b, v)),
         }
     }
 
@@ -277,9 +337,13 @@ impl<'g, 'v> Encoder<'g, 'v> {
             }
             Node::Obj(o) => self.enc_obj(o, v, strict),
             Node::Union(bs) => {
-                let cands: Vec<usize> = (0..bs.len())
-                    .filter(|&k| g.productive(bs[k]) && self.quick_ok(bs[k], v))
-                    .collect();
+                let passes = |me: &Self, k: usize| {
+                    g.may_accept(bs[k], v) && g.productive(bs[k]) && me.quick_ok(bs[k], v)
+                };
+                // Almost always one branch passes the filter: find it without allocating.
+                let Some(first) = (0..bs.len()).find(|&k| passes(self, k)) else {
+                    return false;
+                };
                 let mark = (self.out.len(), self.fallbacks.len());
                 let attempt = |me: &mut Self, k: usize, strict: bool| -> bool {
                     me.out.push(SEL0 + k as u32);
@@ -290,9 +354,10 @@ impl<'g, 'v> Encoder<'g, 'v> {
                     me.fallbacks.truncate(mark.1);
                     false
                 };
-                if cands.len() == 1 {
-                    return attempt(self, cands[0], strict);
+                if !(first + 1..bs.len()).any(|k| passes(self, k)) {
+                    return attempt(self, first, strict);
                 }
+                let cands: Vec<usize> = (first..bs.len()).filter(|&k| passes(self, k)).collect();
                 for &k in &cands {
                     if attempt(self, k, true) {
                         return true;
@@ -312,26 +377,42 @@ impl<'g, 'v> Encoder<'g, 'v> {
 
     fn enc_obj(&mut self, o: &ObjSpec, v: &'v Json<'v>, strict: bool) -> bool {
         let Some(m) = v.as_object() else { return false };
+        let base = self.slots.len();
+        let ok = self.enc_obj_at(o, m, strict, base);
+        self.slots.truncate(base);
+        ok
+    }
+
+    /// [`Self::enc_obj`] with its scratch on the shared stack `slots` from `base`: the member
+    /// index of each named property (`ABSENT` if absent), then the member index of each map
+    /// entry, then each entry's node. Nested objects push above it and pop before returning, so
+    /// an object costs no allocation.
+    fn enc_obj_at(
+        &mut self,
+        o: &ObjSpec,
+        m: &'v [(Cow<'v, str>, Json<'v>)],
+        strict: bool,
+        base: usize,
+    ) -> bool {
+        const ABSENT: u32 = u32::MAX;
+        let n_props = o.props.len();
+        self.slots.resize(base + n_props, ABSENT);
         let mut present = Bits::default();
-        let mut vals: Vec<Option<(&'v str, &'v Json<'v>)>> = vec![None; o.props.len()];
-        let mut entries: Vec<(&'v str, &'v Json<'v>)> = Vec::new();
-        for (k, x) in m.iter() {
-            let k: &'v str = k;
-            match o.props.iter().position(|p| p.name == k) {
+        let mut required = 0;
+        for (j, (k, _)) in m.iter().enumerate() {
+            match o.index.get(&o.props, k) {
                 Some(i) => {
                     present.set(i);
-                    vals[i] = Some((k, x));
+                    required += usize::from(o.props[i].required);
+                    self.slots[base + i] = j as u32;
                 }
-                None => entries.push((k, x)),
+                None => self.slots.push(j as u32),
             }
         }
-        if o.props
-            .iter()
-            .enumerate()
-            .any(|(i, p)| p.required && !present.get(i))
-        {
+        if required != o.n_required {
             return false;
         }
+        let n_entries = self.slots.len() - base - n_props;
         let mut sel = Bits::default();
         for (j, &i) in o.optional.iter().enumerate() {
             if present.get(i) {
@@ -344,17 +425,17 @@ impl<'g, 'v> Encoder<'g, 'v> {
         if !header_feasible(self.g, o, &sel, usize::MAX) {
             return false;
         }
-        let count = present.count() + entries.len() as u64;
+        let count = present.count() + n_entries as u64;
         if (count < o.min_props && !(self.relax_min && o.map.is_some()))
             || o.max_props.is_some_and(|mx| count > mx)
         {
             return false;
         }
         // Map entries: each key must be accepted, with an entry schema that admits a value.
-        let mut entry_nodes = Vec::with_capacity(entries.len());
-        if !entries.is_empty() {
+        if n_entries > 0 {
             let Some(map) = &o.map else { return false };
-            for (k, _) in &entries {
+            for t in 0..n_entries {
+                let k: &str = &m[self.slots[base + n_props + t] as usize].0;
                 if !map.key.accepts(k, &[]) {
                     return false;
                 }
@@ -366,7 +447,7 @@ impl<'g, 'v> Encoder<'g, 'v> {
                 if !self.g.productive(e) {
                     return false;
                 }
-                entry_nodes.push(e);
+                self.slots.push(e);
             }
         }
         if !o.optional.is_empty() {
@@ -379,7 +460,9 @@ impl<'g, 'v> Encoder<'g, 'v> {
         }
         let start = self.out.len();
         for (i, p) in o.props.iter().enumerate() {
-            if let Some((k, x)) = vals[i] {
+            let j = self.slots[base + i];
+            if j != ABSENT {
+                let (k, x) = &m[j as usize];
                 self.path.push(Seg::Key(k));
                 let shared = self.out.len() == start && o.optional.is_empty();
                 let ok = self.child(p.node, x, strict, shared);
@@ -390,9 +473,10 @@ impl<'g, 'v> Encoder<'g, 'v> {
             }
         }
         if o.map.is_some() {
-            for ((k, x), e) in entries.into_iter().zip(entry_nodes) {
-                self.out.extend(k.bytes().map(u32::from));
-                self.out.push(STR_END);
+            for t in 0..n_entries {
+                let (k, x) = &m[self.slots[base + n_props + t] as usize];
+                let e = self.slots[base + n_props + n_entries + t];
+                self.push_text(k);
                 self.path.push(Seg::Key(k));
                 let ok = self.child(e, x, strict, false);
                 self.path.pop();

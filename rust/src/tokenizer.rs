@@ -449,9 +449,14 @@ impl Tokenizer {
     }
 
     pub fn encode_tree(&self, doc: &Json) -> Result<Encoding, EncodeError> {
-        let (base, fallbacks) = Encoder::new(&self.inner.graph).encode_document(doc)?;
-        let ids = self.vocab().apply(&base);
-        Ok(Encoding { ids, fallbacks })
+        let e = Encoder::with_contents(&self.inner.graph).encode_with_contents(doc)?;
+        let mut ids = Vec::new();
+        self.vocab()
+            .apply_with_contents(&e.items, &e.contents, &mut ids);
+        Ok(Encoding {
+            ids,
+            fallbacks: e.fallbacks,
+        })
     }
 
     /// Base ids only (no dictionary or merges).

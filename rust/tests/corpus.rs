@@ -48,6 +48,32 @@ fn every_corpus_document_round_trips_and_valid_ones_need_no_fallback() {
     );
 }
 
+/// The encoder's fast path (contents by reference, whole words memoized) gives exactly the
+/// vocabulary applied to the spelt-out base stream, on every corpus document, cold and warm.
+#[test]
+fn trained_encoding_equals_the_vocabulary_over_base_ids() {
+    let tok = Tokenizer::from_bytes(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/python/tct/data/github-workflow.tct.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let texts: Vec<Vec<u8>> = common::corpus()
+        .iter()
+        .map(|r| serde_json::to_vec(&r["json"]).unwrap())
+        .collect();
+    for pass in ["cold", "warm"] {
+        for (i, text) in texts.iter().enumerate() {
+            let doc = tct::json::parse(text).unwrap();
+            let fast = tok.encode_tree(&doc).unwrap().ids;
+            let base = tok.encode_base_tree(&doc).unwrap().ids;
+            assert_eq!(fast, tok.vocab().apply(&base), "doc {i} ({pass})");
+        }
+    }
+}
+
 #[test]
 #[ignore]
 fn debug_one() {

@@ -3,7 +3,7 @@
 //! markers.
 
 use super::atoms::{Atom, Normalizer, Term};
-use super::ir::{ArrSpec, MapSpec, Node, NodeId, NumSpec, ObjSpec, Prop};
+use super::ir::{ArrSpec, MapSpec, Node, NodeId, NumSpec, ObjSpec, Prop, PropIndex};
 use super::store::{SchemaId, Store};
 use crate::error::SchemaError;
 use crate::strings::{self, StrSpec};
@@ -19,6 +19,9 @@ pub struct Graph {
     pub root: NodeId,
     /// Fewest tokens of a complete value of each node (`INF`: no finite instance).
     pub cost: Vec<u64>,
+    /// The JSON types each node can accept, as [`type_bit`]s: the encoder's union filter
+    /// rejects most branches with this one test instead of walking them.
+    pub types: Vec<u8>,
     /// Number of `SEL` ids the graph needs.
     pub sel_count: u32,
     /// Keywords or combinations that are not enforced exactly, with where they are.
@@ -28,6 +31,65 @@ pub struct Graph {
 impl Graph {
     pub fn productive(&self, n: NodeId) -> bool {
         self.cost[n as usize] < INF
+    }
+
+    /// Whether node `n` can accept some value of `v`'s JSON type.
+    #[inline]
+    pub fn may_accept(&self, n: NodeId, v: &crate::json::Json) -> bool {
+        self.types[n as usize] & type_bit(v) != 0
+    }
+}
+
+/// One bit per JSON type (null, boolean, number, string, array, object).
+pub fn type_bit(v: &crate::json::Json) -> u8 {
+    use crate::json::Json;
+    match v {
+        Json::Null => 1,
+        Json::Bool(_) => 2,
+        Json::Number(_) => 4,
+        Json::String(_) => 8,
+        Json::Array(_) => 16,
+        Json::Object(_) => 32,
+    }
+}
+
+/// [`Graph::types`]: unions take the union of their branches (to a fixpoint: unions may nest).
+fn node_types(nodes: &[Node]) -> Vec<u8> {
+    // A constant's type is the first byte of its canonical JSON text.
+    let const_type = |c: &str| match c.as_bytes().first() {
+        Some(b'n') => 1,
+        Some(b't' | b'f') => 2,
+        Some(b'"') => 8,
+        Some(b'[') => 16,
+        Some(b'{') => 32,
+        _ => 4,
+    };
+    let mut types: Vec<u8> = nodes
+        .iter()
+        .map(|n| match n {
+            Node::Any => 63,
+            Node::Never | Node::Union(_) => 0,
+            Node::Const(c) => const_type(c),
+            Node::Enum(vals) => vals.iter().fold(0, |t, c| t | const_type(c)),
+            Node::Bool => 2,
+            Node::Num(_) => 4,
+            Node::Str(_) => 8,
+            Node::Arr(_) => 16,
+            Node::Obj(_) => 32,
+        })
+        .collect();
+    loop {
+        let mut changed = false;
+        for (i, n) in nodes.iter().enumerate() {
+            if let Node::Union(bs) = n {
+                let t = bs.iter().fold(types[i], |t, &b| t | types[b as usize]);
+                changed |= t != types[i];
+                types[i] = t;
+            }
+        }
+        if !changed {
+            return types;
+        }
     }
 }
 
@@ -55,10 +117,12 @@ pub fn compile(schema: &Value, registry: &[(String, Value)]) -> Result<Graph, Sc
         nodes: b.nodes,
         root,
         cost: Vec::new(),
+        types: Vec::new(),
         sel_count: 2,
         warnings,
     };
     analyse(&mut g);
+    g.types = node_types(&g.nodes);
     if !g.productive(g.root) {
         return Err(SchemaError::new("", "the schema admits no finite document"));
     }
@@ -378,6 +442,8 @@ impl Builder<'_> {
         let optional: Vec<usize> = (0..props.len()).filter(|&i| !props[i].required).collect();
         let map = self.build_map(o, &names, &names_atoms)?;
         Ok(Node::Obj(ObjSpec {
+            index: PropIndex::new(&props),
+            n_required: props.iter().filter(|p| p.required).count(),
             props,
             optional,
             map,

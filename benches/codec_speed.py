@@ -17,7 +17,8 @@ time: the development box is shared; see ``CLOCK``), the ratios
 to o200k_base and to orjson, tokens per document, and correctness: every TCT round trip must give
 back the document value- and type-exact (key order may differ: TCT's key order is canonical), and
 every o200k round trip the exact text. Each timed TCT encode starts from a fresh copy of the
-tokenizer, so its piece cache (``rust/src/vocab/bpe_apply.rs``) starts empty: the number is
+tokenizer, so its caches (pieces and whole words, ``rust/src/vocab/piece_cache.rs`` and
+``word_cache.rs``) start empty: the number is
 one cold pass over the documents, never a rerun of documents already seen. A synthetic check
 encodes a workflow whose ``run`` string is 10 KB and one where it is 1 MB (decode: 10 KB and
 100 KB): the time per byte must stay flat (no quadratic codec).
@@ -120,7 +121,7 @@ def row(name: str, seconds: float, n_bytes: int, n_docs: int, ok: int | None, **
 
 
 def fresh(tok: Any) -> Any:
-    """An independent copy of ``tok`` (pickle round trip): its piece cache starts empty, so
+    """An independent copy of ``tok`` (pickle round trip): its caches start empty, so
     every timed repetition encodes the corpus cold, as a single pass over it would. One tiny
     document is encoded untimed, so that dropping the previous copy's cache is not timed."""
     copy = pickle.loads(pickle.dumps(tok))
@@ -239,7 +240,7 @@ def long_string_doc(size: int, seed: int = 0) -> bytes:
 def linearity(tok: Any, repeat: int) -> dict:
     """Time per byte of encode (10 KB vs 1 MB ``run`` string) and decode (10 KB vs 100 KB).
 
-    Each encode uses a fresh copy of the tokenizer (cold piece cache)."""
+    Each encode uses a fresh copy of the tokenizer (cold caches)."""
     out: dict = {}
     for op, small, large in (("encode", 10_000, 1_000_000), ("decode", 10_000, 100_000)):
         res = {}

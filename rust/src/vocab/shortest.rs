@@ -68,6 +68,17 @@ const CACHE_IDS: usize = 1 << 23;
 /// Whole words up to this many symbols are memoized too ([`ShortestTable::encode_word`]).
 const CACHE_MAX_WORD: usize = 1 << 16;
 
+/// Runs `f` on this thread's cache `key`; `None` (run nothing) while the thread is being torn
+/// down, when the cache is gone: callers then encode uncached.
+fn with_cache<C, R>(
+    key: &'static std::thread::LocalKey<RefCell<C>>,
+    f: impl FnOnce(&mut C) -> R,
+) -> Option<R> {
+    key.try_with(|c| c.try_borrow_mut().ok().map(|mut c| f(&mut c)))
+        .ok()
+        .flatten()
+}
+
 /// A fresh identity for each table (a thread's cache belongs to one table at a time).
 static NEXT_TABLE: AtomicU64 = AtomicU64::new(1);
 
@@ -331,29 +342,18 @@ impl ShortestTable {
             return self.encode_into(word, out, sc);
         }
         let h = PieceCache::hash(word);
-        let hit = CACHE.try_with(|c| {
-            let Ok(mut c) = c.try_borrow_mut() else {
-                return false;
-            };
+        let hit = with_cache(&CACHE, |c| {
             c.claim(self.uid);
-            match c.get(word, h) {
-                Some(hit) => {
-                    out.extend_from_slice(hit);
-                    true
-                }
-                None => false,
-            }
+            c.get(word, h)
+                .map(|hit| out.extend_from_slice(hit))
+                .is_some()
         });
-        if hit == Ok(true) {
+        if hit == Some(true) {
             return;
         }
         let from = out.len();
         self.encode_into(word, out, sc);
-        let _ = CACHE.try_with(|c| {
-            if let Ok(mut c) = c.try_borrow_mut() {
-                c.insert(word, h, &out[from..]);
-            }
-        });
+        with_cache(&CACHE, |c| c.insert(word, h, &out[from..]));
     }
 
     /// The shortest encoding of the word `prefix` (structural ids) + the bytes of `text` +
@@ -372,28 +372,16 @@ impl ShortestTable {
             out.push(STR_END);
             return;
         }
-        let cached = self.uid != 0 && n <= CACHE_MAX_WORD;
-        let h = if cached {
-            WordHasher::word(prefix, text)
-        } else {
-            0
-        };
-        if cached {
-            // The cache is unavailable only while the thread is being torn down.
-            let hit = WORDS.try_with(|c| {
-                let Ok(mut c) = c.try_borrow_mut() else {
-                    return false;
-                };
+        // The word's hash, where it is memoized.
+        let h = (self.uid != 0 && n <= CACHE_MAX_WORD).then(|| WordHasher::word(prefix, text));
+        if let Some(h) = h {
+            let hit = with_cache(&WORDS, |c| {
                 c.claim(self.uid);
-                match c.get(prefix, text, h) {
-                    Some(hit) => {
-                        out.extend_from_slice(hit);
-                        true
-                    }
-                    None => false,
-                }
+                c.get(prefix, text, h)
+                    .map(|hit| out.extend_from_slice(hit))
+                    .is_some()
             });
-            if hit == Ok(true) {
+            if hit == Some(true) {
                 return;
             }
         }
@@ -405,12 +393,8 @@ impl ShortestTable {
         let from = out.len();
         self.encode_into(&word, out, sc);
         sc.word = word;
-        if cached {
-            let _ = WORDS.try_with(|c| {
-                if let Ok(mut c) = c.try_borrow_mut() {
-                    c.insert(prefix, text, h, &out[from..]);
-                }
-            });
+        if let Some(h) = h {
+            with_cache(&WORDS, |c| c.insert(prefix, text, h, &out[from..]));
         }
     }
 

@@ -171,6 +171,13 @@ pub fn write_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// `s` as a JSON string literal.
+pub fn string_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    write_string(s, &mut out);
+    out
+}
+
 /// Whether `s`, written as a JSON string literal, is exactly `literal` (no allocation when `s`
 /// needs no escapes, the common case).
 pub fn string_literal_eq(literal: &str, s: &str) -> bool {

@@ -9,6 +9,7 @@
 //! is exactly what was encoded.
 
 use crate::base::*;
+pub use crate::compile::ir::Bits;
 use crate::compile::ir::{Node, NodeId, NumSpec, ObjSpec};
 use crate::compile::Graph;
 use crate::strings::{utf8_step, StrSpec, StrState};
@@ -18,40 +19,6 @@ use std::sync::{Arc, OnceLock};
 pub enum Mode {
     Strict,
     Lenient,
-}
-
-/// A small bit set over property indices. The first 128 live inline: the matcher copies
-/// frames at every step of its walks, and a heap allocation per copy dominated them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Bits {
-    low: u128,
-    high: Vec<u64>,
-}
-
-impl Bits {
-    pub fn get(&self, i: usize) -> bool {
-        if i < 128 {
-            return self.low & (1 << i) != 0;
-        }
-        let i = i - 128;
-        self.high
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-    pub fn set(&mut self, i: usize) {
-        if i < 128 {
-            self.low |= 1 << i;
-            return;
-        }
-        let i = i - 128;
-        if self.high.len() <= i / 64 {
-            self.high.resize(i / 64 + 1, 0);
-        }
-        self.high[i / 64] |= 1 << (i % 64);
-    }
-    pub fn count(&self) -> u64 {
-        self.low.count_ones() as u64 + self.high.iter().map(|w| w.count_ones() as u64).sum::<u64>()
-    }
 }
 
 /// Used map keys or unique items, shared between copies of a frame until one of them adds
@@ -266,16 +233,11 @@ fn num_feasible(spec: &NumSpec, text: &[u8]) -> bool {
 
 /// Header constraints of an object's optional-key list. `sel` holds optional indices.
 fn header_present(o: &ObjSpec, sel: &Bits) -> Bits {
-    let mut p = Bits::default();
-    for (i, prop) in o.props.iter().enumerate() {
-        if prop.required {
-            p.set(i);
-        }
-    }
-    for (j, &i) in o.optional.iter().enumerate() {
-        if sel.get(j) {
-            p.set(i);
-        }
+    let mut p = o.required_bits.clone();
+    let mut j = 0;
+    while let Some(k) = sel.next_set(j, o.optional.len()) {
+        p.set(o.optional[k]);
+        j = k + 1;
     }
     p
 }
@@ -288,6 +250,14 @@ fn opt_index(o: &ObjSpec, prop: usize) -> Option<usize> {
 /// that satisfies dependencies, exclusions and counts? With `next == usize::MAX` this is the
 /// final check.
 pub(crate) fn header_feasible(g: &Graph, o: &ObjSpec, sel: &Bits, next: usize) -> bool {
+    // Most objects have none of these constraints: any list of optional keys will do.
+    if o.deps.is_empty()
+        && o.forbid.is_empty()
+        && o.max_props.is_none()
+        && (o.map.is_some() || o.min_props == 0)
+    {
+        return true;
+    }
     let mut present = header_present(o, sel);
     // Dependencies: add the obligations that can still be added, fail on the others.
     loop {
@@ -441,6 +411,18 @@ pub struct Machine {
     /// The byte buffer of the last string value that ended, emptied, for the next one: a
     /// string no longer allocates and regrows its buffer (decoding is a string after another).
     spare: Vec<u8>,
+}
+
+/// Record a completed scalar item (its JSON text) in the `uniqueItems` array on top of
+/// `stack`, if that is what is there.
+fn note_unique_item(g: &Graph, stack: &mut [Frame], json: &str) {
+    if let Some(Frame::Arr { node, used, .. }) = stack.last_mut() {
+        if let Node::Arr(a) = &g.nodes[*node as usize] {
+            if a.unique {
+                Arc::make_mut(used).push(json.to_string());
+            }
+        }
+    }
 }
 
 /// The spec of a string of this kind in graph `g` (borrowed: `Machine::spec_for` clones it).
@@ -840,9 +822,19 @@ impl Machine {
     /// Resolve every transition that needs no token (constants, opening brackets, moving on to
     /// the next present property), so the top frame always waits for a token.
     fn settle(&mut self) {
-        let g = self.g.clone();
+        // The fields are borrowed apart so the graph needs no `Arc` clone (two atomic
+        // operations per call, and this runs after every token).
+        let Machine {
+            g,
+            stack,
+            out,
+            floor,
+            below,
+            ..
+        } = self;
+        let g: &Graph = g;
         loop {
-            let Some(top) = self.stack.last_mut() else {
+            let Some(top) = stack.last_mut() else {
                 return;
             };
             match top {
@@ -851,12 +843,14 @@ impl Machine {
                     // first token, which may be FALLBACK (the decoder binds a FALLBACK to the
                     // outermost value that starts at this position; the encoder never emits one
                     // for an inner value that shares it).
-                    let n = *n;
-                    match &g.nodes[n as usize] {
+                    match &g.nodes[*n as usize] {
                         Node::Const(c) => {
-                            self.pop();
-                            self.w(c);
-                            self.after_scalar_item(c.clone());
+                            stack.pop();
+                            *floor = (*floor).min(*below + stack.len());
+                            if let Some(o) = out {
+                                o.push_str(c);
+                            }
+                            note_unique_item(g, stack, c);
                         }
                         _ => return,
                     }
@@ -870,21 +864,21 @@ impl Machine {
                     let Node::Obj(o) = &g.nodes[*node as usize] else {
                         return;
                     };
-                    let next = (*idx..o.props.len()).find(|&i| present.get(i));
+                    let next = present.next_set(*idx, o.props.len());
                     match next {
                         Some(i) => {
                             let comma = *any;
                             *idx = i + 1;
                             *any = true;
-                            let child = o.props[i].node;
-                            if let Some(out) = &mut self.out {
+                            let prop = &o.props[i];
+                            if let Some(out) = out {
                                 if comma {
                                     out.push(',');
                                 }
-                                let _ = escape_into(out, o.props[i].name.as_bytes());
+                                out.push_str(&prop.name_json);
                                 out.push(':');
                             }
-                            self.stack.push(Frame::Value(child));
+                            stack.push(Frame::Value(prop.node));
                         }
                         None => {
                             if o.map.is_some() {
@@ -898,8 +892,11 @@ impl Machine {
                                 };
                                 return;
                             }
-                            self.pop();
-                            self.w("}");
+                            stack.pop();
+                            *floor = (*floor).min(*below + stack.len());
+                            if let Some(o) = out {
+                                o.push('}');
+                            }
                         }
                     }
                 }
@@ -915,19 +912,30 @@ impl Machine {
             return;
         };
         let n = *n;
-        let g = self.g.clone();
+        let Machine {
+            g,
+            stack,
+            out,
+            spare,
+            ..
+        } = self;
+        let mut w = |s: &str| {
+            if let Some(o) = out {
+                o.push_str(s);
+            }
+        };
         let frame = match &g.nodes[n as usize] {
             Node::Str(spec) => Frame::Str {
                 kind: StrKind::Value(n),
                 st: spec.start(),
-                buf: std::mem::take(&mut self.spare),
+                buf: std::mem::take(spare),
             },
             Node::Num(_) => Frame::Num {
                 node: Some(n),
                 text: Vec::new(),
             },
             Node::Arr(_) => {
-                self.w("[");
+                w("[");
                 Frame::Arr {
                     node: n,
                     count: 0,
@@ -935,12 +943,12 @@ impl Machine {
                 }
             }
             Node::Obj(o) => {
-                self.w("{");
+                w("{");
                 if o.optional.is_empty() {
                     Frame::Props {
                         node: n,
                         idx: 0,
-                        present: header_present(o, &Bits::default()),
+                        present: o.required_bits.clone(),
                         any: false,
                     }
                 } else {
@@ -953,19 +961,16 @@ impl Machine {
             }
             _ => return,
         };
-        self.replace_top(frame);
+        if let Some(top) = stack.last_mut() {
+            *top = frame;
+        }
         self.settle();
     }
 
-    /// Record a completed scalar item in a `uniqueItems` array (the parent frame).
-    fn after_scalar_item(&mut self, json: String) {
-        if let Some(Frame::Arr { node, used, .. }) = self.stack.last_mut() {
-            if let Node::Arr(a) = &self.g.nodes[*node as usize] {
-                if a.unique {
-                    Arc::make_mut(used).push(json);
-                }
-            }
-        }
+    /// Record a completed scalar item (its JSON text) in a `uniqueItems` array (the parent
+    /// frame).
+    fn after_scalar_item(&mut self, json: &str) {
+        note_unique_item(&self.g, &mut self.stack, json);
     }
 
     /// Values already used by the enclosing unique array (when the top value is its item).
@@ -1123,24 +1128,42 @@ impl Machine {
         }
     }
 
-    /// Whether the string on top may end now.
+    /// Whether `s` is one of the extra excluded strings of the string on top
+    /// ([`Machine::extra_excluded`]), without copying them.
+    fn is_extra_excluded(&self, kind: &StrKind, s: &[u8]) -> bool {
+        let n = self.stack.len();
+        match kind {
+            StrKind::Key(_) | StrKind::GenericKey if n >= 2 => match &self.stack[n - 2] {
+                Frame::Map { used, .. } | Frame::GObj { used, .. } => {
+                    used.iter().any(|u| u.as_bytes() == s)
+                }
+                _ => false,
+            },
+            StrKind::Value(_) => self.unique_used().is_some_and(|u| {
+                u.iter()
+                    .any(|j| serde_json::from_str::<String>(j).is_ok_and(|j| j.as_bytes() == s))
+            }),
+            _ => false,
+        }
+    }
+
+    /// Whether the string on top may end now. (Its bytes are valid UTF-8 when `accepts_end`
+    /// holds: every byte went through the spec's UTF-8 automaton.)
     fn str_end_ok(&self, kind: &StrKind, st: &StrState, buf: &[u8]) -> bool {
-        let spec = self.spec_for(kind);
+        let spec = spec_in(&self.g, kind);
         if !spec.accepts_end(st) {
             return false;
         }
-        let Ok(s) = std::str::from_utf8(buf) else {
-            return false;
-        };
-        if spec
-            .excluded
-            .binary_search_by(|e| e.as_str().cmp(s))
-            .is_ok()
+        // `str` orders by bytes, so the sorted list is searched by bytes.
+        if !spec.excluded.is_empty()
+            && spec
+                .excluded
+                .binary_search_by(|e| e.as_bytes().cmp(buf))
+                .is_ok()
         {
             return false;
         }
-        let extra = self.extra_excluded(kind);
-        if extra.iter().any(|e| e == s) {
+        if self.is_extra_excluded(kind, buf) {
             return false;
         }
         if let StrKind::Key(n) = kind {
@@ -1199,7 +1222,7 @@ impl Machine {
                         }
                         self.pop();
                         self.w(&v);
-                        self.after_scalar_item(v);
+                        self.after_scalar_item(&v);
                     }
                     Node::Bool => {
                         let v = match t {
@@ -1212,7 +1235,7 @@ impl Machine {
                         }
                         self.pop();
                         self.w(v);
-                        self.after_scalar_item(v.to_string());
+                        self.after_scalar_item(v);
                     }
                     Node::Union(bs) => {
                         let k = t
@@ -1350,7 +1373,7 @@ impl Machine {
                     self.pop();
                     self.w(&s);
                     if node.is_some() {
-                        self.after_scalar_item(s);
+                        self.after_scalar_item(&s);
                     }
                 } else {
                     return Err("expected a number character or STR_END".into());
@@ -1532,7 +1555,6 @@ impl Machine {
             return Err("internal: no string on top".into());
         };
         self.floor = self.floor.min(self.below + self.stack.len());
-        let spec = self.spec_for(&kind);
         match kind {
             StrKind::Value(_) | StrKind::Generic => {
                 if let Some(out) = &mut self.out {
@@ -1542,7 +1564,7 @@ impl Machine {
                 if in_unique {
                     let j = serde_json::to_string(std::str::from_utf8(&buf).unwrap_or(""))
                         .unwrap_or_default();
-                    self.after_scalar_item(j);
+                    self.after_scalar_item(&j);
                 }
                 let mut buf = buf;
                 buf.clear();
@@ -1551,7 +1573,7 @@ impl Machine {
             StrKind::Key(n) => {
                 let key = String::from_utf8(buf).map_err(|_| "invalid UTF-8 in a key")?;
                 let entry = match self.node(n) {
-                    Node::Obj(o) => o.map.as_ref().map(|m| m.entry[spec.combo_bits(&st)]),
+                    Node::Obj(o) => o.map.as_ref().map(|m| m.entry[m.key.combo_bits(&st)]),
                     _ => None,
                 };
                 let Some(entry) = entry else {
@@ -1657,6 +1679,31 @@ impl Machine {
             buf.push(t as u8);
         }
         Ok(run)
+    }
+
+    /// Appends `bytes` (an id's leading text, `ascii` when all below 0x80) to the string on
+    /// top, in lenient mode: `Ok(false)` when no string is on top or in strict mode (nothing
+    /// changes), else as [`Machine::step_string_run`] over the same bytes, with one copy.
+    pub fn step_string_bytes(&mut self, bytes: &[u8], ascii: bool) -> Result<bool, String> {
+        if self.mode == Mode::Strict {
+            return Ok(false);
+        }
+        let Some(Frame::Str { kind, st, buf }) = self.stack.last_mut() else {
+            return Ok(false);
+        };
+        if buf.len() + bytes.len() > crate::MAX_STRING_BYTES {
+            return Err("string too long".into());
+        }
+        let spec = spec_in(&self.g, kind);
+        if !(ascii && spec.step_ascii_run(st, bytes.len())) {
+            for &b in bytes {
+                if !spec.step(st, b) {
+                    return Err("invalid UTF-8 in a string".into());
+                }
+            }
+        }
+        buf.extend_from_slice(bytes);
+        Ok(true)
     }
 
     /// Where the string on top stands, to undo bytes stepped after it (`restore_string`).

@@ -3,7 +3,7 @@
 //! markers.
 
 use super::atoms::{Atom, Normalizer, Term};
-use super::ir::{ArrSpec, MapSpec, Node, NodeId, NumSpec, ObjSpec, Prop, PropIndex};
+use super::ir::{ArrSpec, Bits, MapSpec, Node, NodeId, NumSpec, ObjSpec, Prop, PropIndex};
 use super::store::{SchemaId, Store};
 use crate::error::SchemaError;
 use crate::strings::{self, StrSpec};
@@ -398,6 +398,7 @@ impl Builder<'_> {
             }
             let node = self.node_for(conj)?;
             props.push(Prop {
+                name_json: crate::json::string_literal(k),
                 name: k.clone(),
                 node,
                 required,
@@ -444,6 +445,13 @@ impl Builder<'_> {
         Ok(Node::Obj(ObjSpec {
             index: PropIndex::new(&props),
             n_required: props.iter().filter(|p| p.required).count(),
+            required_bits: {
+                let mut b = Bits::default();
+                (0..props.len())
+                    .filter(|&i| props[i].required)
+                    .for_each(|i| b.set(i));
+                b
+            },
             props,
             optional,
             map,

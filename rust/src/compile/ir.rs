@@ -6,6 +6,55 @@ use std::sync::Arc;
 
 pub type NodeId = u32;
 
+/// A small bit set over property indices. The first 128 live inline: the matcher copies
+/// frames at every step of its walks, and a heap allocation per copy dominated them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Bits {
+    low: u128,
+    high: Vec<u64>,
+}
+
+impl Bits {
+    pub fn get(&self, i: usize) -> bool {
+        if i < 128 {
+            return self.low & (1 << i) != 0;
+        }
+        let i = i - 128;
+        self.high
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+    pub fn set(&mut self, i: usize) {
+        if i < 128 {
+            self.low |= 1 << i;
+            return;
+        }
+        let i = i - 128;
+        if self.high.len() <= i / 64 {
+            self.high.resize(i / 64 + 1, 0);
+        }
+        self.high[i / 64] |= 1 << (i % 64);
+    }
+    /// The first set index in `from..limit`.
+    pub fn next_set(&self, from: usize, limit: usize) -> Option<usize> {
+        if from < 128 {
+            let rest = if from == 0 {
+                self.low
+            } else {
+                self.low >> from << from
+            };
+            if rest != 0 {
+                let i = rest.trailing_zeros() as usize;
+                return (i < limit).then_some(i);
+            }
+        }
+        (from.max(128)..limit).find(|&i| self.get(i))
+    }
+    pub fn count(&self) -> u64 {
+        self.low.count_ones() as u64 + self.high.iter().map(|w| w.count_ones() as u64).sum::<u64>()
+    }
+}
+
 /// Numeric constraints on a number's value (its text is checked by the number grammar).
 #[derive(Debug, Clone, Default)]
 pub struct NumSpec {
@@ -67,6 +116,8 @@ impl NumSpec {
 #[derive(Debug, Clone)]
 pub struct Prop {
     pub name: String,
+    /// `name` as a JSON string literal (the decoder writes it for every present key).
+    pub name_json: String,
     pub node: NodeId,
     pub required: bool,
 }
@@ -137,6 +188,8 @@ pub struct ObjSpec {
     pub index: PropIndex,
     /// How many of `props` are required.
     pub n_required: usize,
+    /// The indices of the required `props`.
+    pub required_bits: Bits,
     /// Indices into `props` of the optional ones: `SEL(j)` in the key list means `optional[j]`.
     pub optional: Vec<usize>,
     pub map: Option<MapSpec>,

@@ -200,6 +200,10 @@ impl From<VocabError> for crate::error::SchemaError {
     }
 }
 
+/// [`Vocab::leading_bytes`]: the run's length and its ASCII flag, packed in a `u32`.
+const LEAD_LEN: u32 = (1 << 31) - 1;
+const LEAD_ASCII: u32 = 1 << 31;
+
 /// The trained vocabulary: id layout, dictionary, merges, expansions. Immutable, `Send + Sync`.
 #[derive(Clone)]
 pub struct Vocab {
@@ -219,6 +223,11 @@ pub struct Vocab {
     /// Expansions of all ids in `[0, pad)`, flattened (a base id expands to itself).
     exp_offsets: Vec<u32>,
     exp_data: Vec<u32>,
+    /// `exp_data` as bytes (base ids below 256; 0 elsewhere), and per id the length of the
+    /// run of bytes its expansion starts with, bit 31 set when that run is ASCII: the decoder
+    /// appends an id's text to a string in one copy instead of stepping base ids.
+    exp_bytes: Vec<u8>,
+    lead: Vec<u32>,
     n_positions: u32,
 }
 
@@ -470,6 +479,18 @@ impl Vocab {
                 (MergeTable::default(), t)
             }
         };
+        let exp_bytes: Vec<u8> = exp_data
+            .iter()
+            .map(|&t| u8::try_from(t).unwrap_or(0))
+            .collect();
+        let lead = (0..n_ids)
+            .map(|id| {
+                let e = exp(id);
+                let n = e.iter().take_while(|&&t| t < 256).count();
+                let ascii = e[..n].iter().all(|&t| t < 0x80);
+                (n as u32 & LEAD_LEN) | if ascii { LEAD_ASCII } else { 0 }
+            })
+            .collect();
         Ok(Vocab {
             base_size,
             scope,
@@ -482,6 +503,8 @@ impl Vocab {
             shortest,
             exp_offsets,
             exp_data,
+            exp_bytes,
+            lead,
             n_positions,
         })
     }
@@ -547,6 +570,18 @@ impl Vocab {
             return None;
         }
         Some(&self.exp_data[self.exp_offsets[i] as usize..self.exp_offsets[i + 1] as usize])
+    }
+
+    /// The bytes an id's expansion starts with (empty when it starts with another base id or
+    /// has no expansion), and whether they are all ASCII.
+    #[inline]
+    pub fn leading_bytes(&self, id: u32) -> (&[u8], bool) {
+        let Some(&lead) = self.lead.get(id as usize) else {
+            return (&[], true);
+        };
+        let start = self.exp_offsets[id as usize] as usize;
+        let n = (lead & LEAD_LEN) as usize;
+        (&self.exp_bytes[start..start + n], lead & LEAD_ASCII != 0)
     }
 
     /// Final ids -> base ids, appended to `out`. An id without expansion (PAD/BOS/EOS, a

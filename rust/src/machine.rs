@@ -22,8 +22,43 @@ pub enum Mode {
 }
 
 /// Used map keys or unique items, shared between copies of a frame until one of them adds
-/// to it (the matcher copies frames at every step of its walks).
-type Used = Arc<Vec<String>>;
+/// to it (the matcher copies frames at every step of its walks). Empty without an allocation:
+/// most arrays never use it, and a fresh `Arc` per array or map showed in decoding.
+#[derive(Clone, Debug, Default)]
+struct Used(Option<Arc<Vec<String>>>);
+
+impl Used {
+    fn push(&mut self, s: String) {
+        Arc::make_mut(self.0.get_or_insert_with(Default::default)).push(s);
+    }
+}
+
+impl From<Vec<String>> for Used {
+    fn from(v: Vec<String>) -> Used {
+        Used((!v.is_empty()).then(|| Arc::new(v)))
+    }
+}
+
+impl std::ops::Deref for Used {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl PartialEq for Used {
+    fn eq(&self, other: &Used) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Used {}
+
+impl std::hash::Hash for Used {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (**self).hash(h);
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum StrKind {
@@ -81,6 +116,21 @@ enum Frame {
         /// Keys so far: JSON objects have unique keys, and the encoder's input always does.
         used: Used,
     },
+}
+
+/// The top frame as `Machine::step` dispatches on it: its kind and the small values the
+/// arms read.
+enum View {
+    Value(NodeId),
+    Generic,
+    Str,
+    Num,
+    Header(NodeId, usize),
+    Props,
+    Map(NodeId, u64),
+    Arr(NodeId, u64),
+    GArr(u64),
+    GObj(u64),
 }
 
 fn trivial_spec() -> &'static Arc<StrSpec> {
@@ -419,13 +469,14 @@ fn note_unique_item(g: &Graph, stack: &mut [Frame], json: &str) {
     if let Some(Frame::Arr { node, used, .. }) = stack.last_mut() {
         if let Node::Arr(a) = &g.nodes[*node as usize] {
             if a.unique {
-                Arc::make_mut(used).push(json.to_string());
+                used.push(json.to_string());
             }
         }
     }
 }
 
 /// The spec of a string of this kind in graph `g` (borrowed: `Machine::spec_for` clones it).
+#[inline]
 fn spec_in<'g>(g: &'g Graph, kind: &StrKind) -> &'g Arc<StrSpec> {
     let node = |n: NodeId| &g.nodes[n as usize];
     match kind {
@@ -453,7 +504,7 @@ impl Machine {
         let mut m = Machine {
             g,
             mode,
-            stack: vec![Frame::Value(root)],
+            stack: Vec::with_capacity(16),
             out: with_output.then(String::new),
             relax_counts: false,
             below: 0,
@@ -461,6 +512,7 @@ impl Machine {
             floor: 1,
             spare: Vec::new(),
         };
+        m.stack.push(Frame::Value(root));
         m.settle();
         m
     }
@@ -479,6 +531,14 @@ impl Machine {
 
     pub fn output(&self) -> &str {
         self.out.as_deref().unwrap_or("")
+    }
+
+    /// Room for `n` more bytes of output (a decoder that knows roughly how long its output
+    /// will be saves the string's regrowth).
+    pub fn reserve_output(&mut self, n: usize) {
+        if let Some(o) = &mut self.out {
+            o.reserve(n);
+        }
     }
 
     /// The output text, moved out (the machine keeps an empty one).
@@ -557,7 +617,12 @@ impl Machine {
         let mut top = self.normalised(top, &spellable, false);
         if self.top_keys_unconstrained() {
             if let Frame::Map { used, .. } | Frame::GObj { used, .. } = &mut top {
-                *used = Arc::new(used.iter().filter(|u| u.is_empty()).cloned().collect());
+                *used = Used::from(
+                    used.iter()
+                        .filter(|u| u.is_empty())
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
             }
         }
         Some(FrameKey(vec![Frame::GArr { count: 2 }, below, top]))
@@ -591,7 +656,12 @@ impl Machine {
             } else if used.iter().all(|u| spellable(u)) {
                 used.clone()
             } else {
-                Arc::new(used.iter().filter(|u| spellable(u)).cloned().collect())
+                Used::from(
+                    used.iter()
+                        .filter(|u| spellable(u))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                )
             }
         };
         match f {
@@ -974,14 +1044,14 @@ impl Machine {
     }
 
     /// Values already used by the enclosing unique array (when the top value is its item).
-    fn unique_used(&self) -> Option<&Vec<String>> {
+    fn unique_used(&self) -> Option<&[String]> {
         let n = self.stack.len();
         if n < 2 {
             return None;
         }
         match &self.stack[n - 2] {
             Frame::Arr { node, used, .. } => match self.node(*node) {
-                Node::Arr(a) if a.unique => Some(&**used),
+                Node::Arr(a) if a.unique => Some(&used[..]),
                 _ => None,
             },
             _ => None,
@@ -1196,8 +1266,22 @@ impl Machine {
             self.settle();
             return Ok(());
         }
-        match top.clone() {
-            Frame::Value(n) => {
+        // What the arms need from the top frame, copied out (cloning the frame cost two atomic
+        // operations for every map and array token, and a copy of every number's digits).
+        let view = match top {
+            Frame::Value(n) => View::Value(*n),
+            Frame::Generic => View::Generic,
+            Frame::Str { .. } => View::Str,
+            Frame::Num { .. } => View::Num,
+            Frame::Header { node, next, .. } => View::Header(*node, *next),
+            Frame::Props { .. } => View::Props,
+            Frame::Map { node, count, .. } => View::Map(*node, *count),
+            Frame::Arr { node, count, .. } => View::Arr(*node, *count),
+            Frame::GArr { count } => View::GArr(*count),
+            Frame::GObj { count, .. } => View::GObj(*count),
+        };
+        match view {
+            View::Value(n) => {
                 if t == FALLBACK {
                     if strict {
                         return Err(
@@ -1266,7 +1350,7 @@ impl Machine {
                     _ => return Err("unexpected token for this value".into()),
                 }
             }
-            Frame::Generic => match t {
+            View::Generic => match t {
                 G_NULL | G_FALSE | G_TRUE => {
                     self.pop();
                     self.w(match t {
@@ -1300,40 +1384,12 @@ impl Machine {
                 }
                 _ => return Err("expected a generic JSON value".into()),
             },
-            Frame::Str {
-                kind,
-                mut st,
-                mut buf,
-            } => {
-                let spec = self.spec_for(&kind);
-                if t < 256 {
-                    let b = t as u8;
-                    if !spec.step(&mut st, b) {
-                        return Err("invalid UTF-8 in a string".into());
-                    }
-                    buf.push(b);
-                    if buf.len() > crate::MAX_STRING_BYTES {
-                        return Err("string too long".into());
-                    }
-                    if strict && !trivial_but_excluded(&spec) {
-                        let extra = self.extra_excluded(&kind);
-                        let ex: Vec<&str> = extra.iter().map(String::as_str).collect();
-                        if !spec.live(&st, &buf, &ex) {
-                            return Err("no valid string starts like this".into());
-                        }
-                    }
-                    if let Some(Frame::Str {
-                        st: s0, buf: b0, ..
-                    }) = self.stack.last_mut()
-                    {
-                        *s0 = st;
-                        *b0 = buf;
-                    }
-                } else {
-                    return Err("expected a string byte or STR_END".into());
-                }
-            }
-            Frame::Num { node, mut text } => {
+            View::Str => return Err("expected a string byte or STR_END".into()),
+            View::Num => {
+                let Some(Frame::Num { node, text }) = self.stack.last() else {
+                    return Err("internal: no number on top".into());
+                };
+                let (node, mut text) = (*node, text.clone());
                 let spec = node.and_then(|n| match self.node(n) {
                     Node::Num(s) => Some(s),
                     _ => None,
@@ -1379,11 +1435,11 @@ impl Machine {
                     return Err("expected a number character or STR_END".into());
                 }
             }
-            Frame::Header {
-                node,
-                next,
-                mut sel,
-            } => {
+            View::Header(node, next) => {
+                let Some(Frame::Header { sel, .. }) = self.stack.last() else {
+                    return Err("internal: no key list on top".into());
+                };
+                let mut sel = sel.clone();
                 let Node::Obj(o) = self.node(node) else {
                     return Err("bad object".into());
                 };
@@ -1422,7 +1478,7 @@ impl Machine {
                     }
                 }
             }
-            Frame::Map { node, count, .. } => {
+            View::Map(node, count) => {
                 let Node::Obj(o) = self.node(node) else {
                     return Err("bad object".into());
                 };
@@ -1439,21 +1495,22 @@ impl Machine {
                             o.max_props.unwrap_or(0)
                         ));
                     }
-                    let spec = o.map.as_ref().map(|m| m.key.clone()).ok_or("no map")?;
+                    let st = o.map.as_ref().map(|m| m.key.start()).ok_or("no map")?;
                     if let Some(Frame::Map { count, .. }) = self.stack.last_mut() {
                         *count += 1;
                     }
+                    let buf = std::mem::take(&mut self.spare);
                     self.stack.push(Frame::Str {
                         kind: StrKind::Key(node),
-                        st: spec.start(),
-                        buf: Vec::new(),
+                        st,
+                        buf,
                     });
                     return self.step(t);
                 } else {
                     return Err("expected a key or END".into());
                 }
             }
-            Frame::Arr { node, count, .. } => {
+            View::Arr(node, count) => {
                 let Node::Arr(a) = self.node(node) else {
                     return Err("bad array".into());
                 };
@@ -1495,7 +1552,7 @@ impl Machine {
                     return Ok(());
                 }
             }
-            Frame::GArr { count } => {
+            View::GArr(count) => {
                 if t == ARR_END {
                     self.pop();
                     self.w("]");
@@ -1511,7 +1568,7 @@ impl Machine {
                     return self.step(t);
                 }
             }
-            Frame::GObj { count, .. } => {
+            View::GObj(count) => {
                 if t == END {
                     self.pop();
                     self.w("}");
@@ -1522,10 +1579,11 @@ impl Machine {
                     if count > 0 {
                         self.w(",");
                     }
+                    let buf = std::mem::take(&mut self.spare);
                     self.stack.push(Frame::Str {
                         kind: StrKind::GenericKey,
                         st: trivial_spec().start(),
-                        buf: Vec::new(),
+                        buf,
                     });
                     self.check_depth()?;
                     return self.step(t);
@@ -1533,7 +1591,7 @@ impl Machine {
                     return Err("expected a key or END".into());
                 }
             }
-            Frame::Props { .. } => return Err("internal: unsettled object".into()),
+            View::Props => return Err("internal: unsettled object".into()),
         }
         self.check_depth()?;
         self.settle();
@@ -1551,10 +1609,16 @@ impl Machine {
             return Err("this string does not satisfy its schema".into());
         }
         let in_unique = matches!(kind, StrKind::Value(_)) && self.unique_used().is_some();
-        let Some(Frame::Str { kind, st, buf }) = self.stack.pop() else {
+        let Some(Frame::Str { kind, st, mut buf }) = self.stack.pop() else {
             return Err("internal: no string on top".into());
         };
         self.floor = self.floor.min(self.below + self.stack.len());
+        // Keys are copied out (exactly sized), so every string's buffer is kept for the next.
+        let key = || {
+            std::str::from_utf8(&buf)
+                .map(str::to_owned)
+                .map_err(|_| "invalid UTF-8 in a key".to_string())
+        };
         match kind {
             StrKind::Value(_) | StrKind::Generic => {
                 if let Some(out) = &mut self.out {
@@ -1566,12 +1630,9 @@ impl Machine {
                         .unwrap_or_default();
                     self.after_scalar_item(&j);
                 }
-                let mut buf = buf;
-                buf.clear();
-                self.spare = buf;
             }
             StrKind::Key(n) => {
-                let key = String::from_utf8(buf).map_err(|_| "invalid UTF-8 in a key")?;
+                let key = key()?;
                 let entry = match self.node(n) {
                     Node::Obj(o) => o.map.as_ref().map(|m| m.entry[m.key.combo_bits(&st)]),
                     _ => None,
@@ -1589,7 +1650,7 @@ impl Machine {
                         escape_into(out, key.as_bytes())?;
                         out.push(':');
                     }
-                    Arc::make_mut(used).push(key);
+                    used.push(key);
                 }
                 self.stack.push(Frame::Value(entry));
             }
@@ -1598,13 +1659,15 @@ impl Machine {
                     escape_into(out, &buf)?;
                     out.push(':');
                 }
-                let key = String::from_utf8(buf).map_err(|_| "invalid UTF-8 in a key")?;
+                let key = key()?;
                 if let Some(Frame::GObj { used, .. }) = self.stack.last_mut() {
-                    Arc::make_mut(used).push(key);
+                    used.push(key);
                 }
                 self.stack.push(Frame::Generic);
             }
         }
+        buf.clear();
+        self.spare = buf;
         Ok(())
     }
 
@@ -1655,6 +1718,7 @@ impl Machine {
         if self.mode == Mode::Strict {
             return Ok(0);
         }
+        self.open_string_value();
         let Some(Frame::Str { kind, st, buf }) = self.stack.last_mut() else {
             return Ok(0);
         };
@@ -1681,6 +1745,17 @@ impl Machine {
         Ok(run)
     }
 
+    /// A string value waiting on top is opened (as its first byte would open it in `step`), so
+    /// that its bytes can be appended as a run.
+    #[inline]
+    fn open_string_value(&mut self) {
+        if let Some(Frame::Value(n)) = self.stack.last() {
+            if matches!(self.node(*n), Node::Str(_)) {
+                self.open_top();
+            }
+        }
+    }
+
     /// Appends `bytes` (an id's leading text, `ascii` when all below 0x80) to the string on
     /// top, in lenient mode: `Ok(false)` when no string is on top or in strict mode (nothing
     /// changes), else as [`Machine::step_string_run`] over the same bytes, with one copy.
@@ -1688,14 +1763,15 @@ impl Machine {
         if self.mode == Mode::Strict {
             return Ok(false);
         }
+        self.open_string_value();
         let Some(Frame::Str { kind, st, buf }) = self.stack.last_mut() else {
             return Ok(false);
         };
         if buf.len() + bytes.len() > crate::MAX_STRING_BYTES {
             return Err("string too long".into());
         }
-        let spec = spec_in(&self.g, kind);
-        if !(ascii && spec.step_ascii_run(st, bytes.len())) {
+        if !(ascii && st.step_ascii_run(bytes.len())) {
+            let spec = spec_in(&self.g, kind);
             for &b in bytes {
                 if !spec.step(st, b) {
                     return Err("invalid UTF-8 in a string".into());

@@ -371,11 +371,26 @@ pub struct StrSpec {
     live_memo: Mutex<HashMap<Vec<u32>, bool>>,
 }
 
+impl StrState {
+    /// [`StrSpec::step_ascii_run`] (the state knows all it needs).
+    #[inline]
+    pub fn step_ascii_run(&mut self, n: usize) -> bool {
+        if self.utf8 != 0 || !self.dfa.is_empty() {
+            return false;
+        }
+        self.chars = self.chars.saturating_add(n as u64).min(self.cap);
+        true
+    }
+}
+
 /// Progress through one string.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StrState {
     pub utf8: u8,
     pub chars: u64,
+    /// The spec's `len_cap`: `chars` counts up to it and no further (kept here so that a run
+    /// of ASCII bytes is stepped without looking the spec up).
+    cap: u64,
     /// Current DFA states (index-aligned with `StrSpec::dfas`); `u32::MAX` = already matched.
     pub dfa: Vec<u32>,
 }
@@ -453,6 +468,7 @@ impl StrSpec {
         StrState {
             utf8: 0,
             chars: 0,
+            cap: self.len_cap,
             dfa: self.dfas.iter().map(|d| d.start.as_u32()).collect(),
         }
     }
@@ -481,11 +497,7 @@ impl StrSpec {
     /// characters and no automaton runs): `false` when it does, and nothing changes then.
     #[inline]
     pub fn step_ascii_run(&self, st: &mut StrState, n: usize) -> bool {
-        if st.utf8 != 0 || !st.dfa.is_empty() {
-            return false;
-        }
-        st.chars = st.chars.saturating_add(n as u64).min(self.len_cap);
-        true
+        st.step_ascii_run(n)
     }
 
     fn matched_at_end(&self, st: &StrState, i: usize) -> bool {

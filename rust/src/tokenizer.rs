@@ -480,6 +480,9 @@ impl Tokenizer {
         let v = self.vocab();
         let (pad, bos, eos) = (v.pad_id(), v.bos_id(), v.eos_id());
         let mut m = Machine::new(self.inner.graph.clone(), Mode::Lenient, true);
+        // About 6.6 bytes of JSON per id on the corpus; capped, since `ids` may hold many
+        // documents after the first.
+        m.reserve_output(ids.len().saturating_mul(7).min(1 << 20));
         let mut i = 0;
         while i < ids.len() && (ids[i] == pad || ids[i] == bos) {
             i += 1;
@@ -509,13 +512,17 @@ impl Tokenizer {
                 k = lead.len();
             }
             while k < exp.len() {
-                match m.step_string_run(&exp[k..]) {
-                    Ok(0) => {
-                        m.step(exp[k]).map_err(|msg| DecodeError::new(i, msg))?;
-                        k += 1;
-                    }
-                    Ok(n) => k += n,
-                    Err((_, msg)) => return Err(DecodeError::new(i, msg)),
+                let n = if exp[k] < 256 {
+                    m.step_string_run(&exp[k..])
+                        .map_err(|(_, msg)| DecodeError::new(i, msg))?
+                } else {
+                    0
+                };
+                if n == 0 {
+                    m.step(exp[k]).map_err(|msg| DecodeError::new(i, msg))?;
+                    k += 1;
+                } else {
+                    k += n;
                 }
                 if m.is_done() {
                     if k != exp.len() {

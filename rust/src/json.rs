@@ -144,31 +144,62 @@ pub fn write_string(s: &str, out: &mut String) {
     while i < bytes.len() {
         i = skip_plain(bytes, i);
         let Some(&b) = bytes.get(i) else { break };
-        let esc = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
+        if !needs_escape(b) {
+            i += 1;
+            continue;
+        }
+        // `b` is ASCII, so `from..i` lies on character boundaries.
         out.push_str(&s[from..i]);
-        if esc.is_empty() {
-            out.push_str(&format!("\\u{b:04x}"));
-        } else {
-            out.push_str(esc);
+        match short_escape(b) {
+            Some(esc) => out.push_str(esc),
+            None => out.push_str(&format!("\\u{b:04x}")),
         }
         i += 1;
         from = i;
     }
     out.push_str(&s[from..]);
     out.push('"');
+}
+
+/// The inside of a JSON string literal for `bytes` (no quotes), as [`write_string`] writes it,
+/// appended to a byte buffer: for writers that validate UTF-8 once, over the whole output.
+pub fn escape_bytes_into(bytes: &[u8], out: &mut Vec<u8>) {
+    let (mut from, mut i) = (0, 0);
+    while i < bytes.len() {
+        i = skip_plain(bytes, i);
+        let Some(&b) = bytes.get(i) else { break };
+        if !needs_escape(b) {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&bytes[from..i]);
+        match short_escape(b) {
+            Some(esc) => out.extend_from_slice(esc.as_bytes()),
+            None => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+        }
+        i += 1;
+        from = i;
+    }
+    out.extend_from_slice(&bytes[from..]);
+}
+
+/// Whether byte `b` must be escaped inside a JSON string literal.
+fn needs_escape(b: u8) -> bool {
+    b == b'"' || b == b'\\' || b < 0x20
+}
+
+/// The two-character escape of `b`, when JSON has one (other control characters: `\u00XX`).
+fn short_escape(b: u8) -> Option<&'static str> {
+    Some(match b {
+        b'"' => "\\\"",
+        b'\\' => "\\\\",
+        b'\n' => "\\n",
+        b'\r' => "\\r",
+        b'\t' => "\\t",
+        0x08 => "\\b",
+        0x0c => "\\f",
+        _ => return None,
+    })
 }
 
 /// `s` as a JSON string literal.

@@ -446,7 +446,16 @@ pub struct Machine {
     g: Arc<Graph>,
     mode: Mode,
     stack: Vec<Frame>,
-    out: Option<String>,
+    /// The JSON text so far (decoding). Bytes: a string's bytes go in as they come, and the
+    /// whole text is checked to be UTF-8 once, at the end (it always is: every string byte went
+    /// through a UTF-8 automaton).
+    out: Option<Vec<u8>>,
+    /// While the string on top is written straight to `out` (lenient mode with output, when
+    /// nothing needs its bytes at its end: no excluded values, not a unique item; its `buf`
+    /// stays empty): where its opening quote is in `out`, and its length in bytes so far.
+    /// Copying every string into `buf`, then checking and escaping it into `out` at its end,
+    /// was a fifth of decoding.
+    direct: Option<(usize, usize)>,
     /// Accept closing arrays and maps below their minimum counts (used only to find where a
     /// prompt's open containers close; never for decoding or generation).
     relax_counts: bool,
@@ -492,10 +501,11 @@ fn spec_in<'g>(g: &'g Graph, kind: &StrKind) -> &'g Arc<StrSpec> {
     }
 }
 
-fn escape_into(out: &mut String, bytes: &[u8]) -> Result<(), String> {
-    let s = std::str::from_utf8(bytes).map_err(|_| "string is not valid UTF-8".to_string())?;
-    crate::json::write_string(s, out);
-    Ok(())
+/// `bytes` as a JSON string literal (their UTF-8 is checked with the whole output).
+fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    crate::json::escape_bytes_into(bytes, out);
+    out.push(b'"');
 }
 
 impl Machine {
@@ -505,7 +515,8 @@ impl Machine {
             g,
             mode,
             stack: Vec::with_capacity(16),
-            out: with_output.then(String::new),
+            out: with_output.then(Vec::new),
+            direct: None,
             relax_counts: false,
             below: 0,
             high_water: 0,
@@ -529,8 +540,15 @@ impl Machine {
         self.stack.is_empty()
     }
 
-    pub fn output(&self) -> &str {
-        self.out.as_deref().unwrap_or("")
+    /// The JSON text so far, without the string being read (as if it started with the next
+    /// token).
+    pub fn output(&self) -> Result<&str, String> {
+        let out = self.out.as_deref().unwrap_or_default();
+        let out = match self.direct {
+            Some((at, _)) => out.get(..at).unwrap_or_default(),
+            None => out,
+        };
+        std::str::from_utf8(out).map_err(|_| "internal: the output is not UTF-8".to_string())
     }
 
     /// Room for `n` more bytes of output (a decoder that knows roughly how long its output
@@ -542,8 +560,9 @@ impl Machine {
     }
 
     /// The output text, moved out (the machine keeps an empty one).
-    pub fn take_output(&mut self) -> String {
-        self.out.as_mut().map(std::mem::take).unwrap_or_default()
+    pub fn take_output(&mut self) -> Result<String, String> {
+        let out = self.out.as_mut().map(std::mem::take).unwrap_or_default();
+        String::from_utf8(out).map_err(|_| "internal: the output is not UTF-8".to_string())
     }
 
     /// A copy with the value on top opened, when it is an array or an object that waits for its
@@ -727,6 +746,7 @@ impl Machine {
             mode: self.mode,
             stack: self.stack[cut..].to_vec(),
             out: None,
+            direct: None,
             relax_counts: self.relax_counts,
             below: self.below + cut,
             high_water: 0,
@@ -775,6 +795,7 @@ impl Machine {
         self.mode = other.mode;
         self.stack.clone_from(&other.stack);
         self.out.clone_from(&other.out);
+        self.direct = other.direct;
         self.relax_counts = other.relax_counts;
         self.below = other.below;
         self.high_water = other.high_water;
@@ -881,7 +902,7 @@ impl Machine {
 
     fn w(&mut self, s: &str) {
         if let Some(o) = &mut self.out {
-            o.push_str(s);
+            o.extend_from_slice(s.as_bytes());
         }
     }
 
@@ -918,7 +939,7 @@ impl Machine {
                             stack.pop();
                             *floor = (*floor).min(*below + stack.len());
                             if let Some(o) = out {
-                                o.push_str(c);
+                                o.extend_from_slice(c.as_bytes());
                             }
                             note_unique_item(g, stack, c);
                         }
@@ -943,10 +964,10 @@ impl Machine {
                             let prop = &o.props[i];
                             if let Some(out) = out {
                                 if comma {
-                                    out.push(',');
+                                    out.push(b',');
                                 }
-                                out.push_str(&prop.name_json);
-                                out.push(':');
+                                out.extend_from_slice(prop.name_json.as_bytes());
+                                out.push(b':');
                             }
                             stack.push(Frame::Value(prop.node));
                         }
@@ -965,7 +986,7 @@ impl Machine {
                             stack.pop();
                             *floor = (*floor).min(*below + stack.len());
                             if let Some(o) = out {
-                                o.push('}');
+                                o.push(b'}');
                             }
                         }
                     }
@@ -982,24 +1003,37 @@ impl Machine {
             return;
         };
         let n = *n;
+        let direct = match self.node(n) {
+            Node::Str(spec) => self.can_write_direct(spec, true),
+            _ => false,
+        };
         let Machine {
             g,
             stack,
             out,
             spare,
+            direct: direct_at,
             ..
         } = self;
         let mut w = |s: &str| {
             if let Some(o) = out {
-                o.push_str(s);
+                o.extend_from_slice(s.as_bytes());
             }
         };
         let frame = match &g.nodes[n as usize] {
-            Node::Str(spec) => Frame::Str {
-                kind: StrKind::Value(n),
-                st: spec.start(),
-                buf: std::mem::take(spare),
-            },
+            Node::Str(spec) => {
+                if direct {
+                    if let Some(o) = out {
+                        *direct_at = Some((o.len(), 0));
+                        o.push(b'"');
+                    }
+                }
+                Frame::Str {
+                    kind: StrKind::Value(n),
+                    st: spec.start(),
+                    buf: std::mem::take(spare),
+                }
+            }
             Node::Num(_) => Frame::Num {
                 node: Some(n),
                 text: Vec::new(),
@@ -1035,6 +1069,15 @@ impl Machine {
             *top = frame;
         }
         self.settle();
+    }
+
+    /// Whether a string opening now (its value frame on top; `value`: a schema string, not a
+    /// generic one) can be written straight to the output: see `Machine::direct`.
+    fn can_write_direct(&self, spec: &StrSpec, value: bool) -> bool {
+        self.mode == Mode::Lenient
+            && self.out.is_some()
+            && spec.excluded.is_empty()
+            && !(value && self.unique_used().is_some())
     }
 
     /// Record a completed scalar item (its JSON text) in a `uniqueItems` array (the parent
@@ -1364,6 +1407,12 @@ impl Machine {
                     text: Vec::new(),
                 }),
                 G_STR => {
+                    if self.can_write_direct(trivial_spec(), false) {
+                        if let Some(o) = &mut self.out {
+                            self.direct = Some((o.len(), 0));
+                            o.push(b'"');
+                        }
+                    }
                     let buf = std::mem::take(&mut self.spare);
                     self.replace_top(Frame::Str {
                         kind: StrKind::Generic,
@@ -1622,7 +1671,11 @@ impl Machine {
         match kind {
             StrKind::Value(_) | StrKind::Generic => {
                 if let Some(out) = &mut self.out {
-                    escape_into(out, &buf)?;
+                    if self.direct.take().is_some() {
+                        out.push(b'"');
+                    } else {
+                        escape_into(out, &buf);
+                    }
                 }
                 // An item of a unique array: remember it (the array is on top now).
                 if in_unique {
@@ -1645,10 +1698,10 @@ impl Machine {
                     *any = true;
                     if let Some(out) = &mut self.out {
                         if comma {
-                            out.push(',');
+                            out.push(b',');
                         }
-                        escape_into(out, key.as_bytes())?;
-                        out.push(':');
+                        escape_into(out, key.as_bytes());
+                        out.push(b':');
                     }
                     used.push(key);
                 }
@@ -1656,8 +1709,8 @@ impl Machine {
             }
             StrKind::GenericKey => {
                 if let Some(out) = &mut self.out {
-                    escape_into(out, &buf)?;
-                    out.push(':');
+                    escape_into(out, &buf);
+                    out.push(b':');
                 }
                 let key = key()?;
                 if let Some(Frame::GObj { used, .. }) = self.stack.last_mut() {
@@ -1674,6 +1727,12 @@ impl Machine {
     /// One byte of the string on top. On error nothing changes.
     fn step_string_byte(&mut self, b: u8) -> Result<(), String> {
         let strict = self.mode == Mode::Strict;
+        if !strict {
+            return match self.step_string_bytes(&[b], b < 0x80, false)? {
+                true => Ok(()),
+                false => Err("internal: no string on top".into()),
+            };
+        }
         let Some(Frame::Str { kind, .. }) = self.stack.last() else {
             return Err("internal: no string on top".into());
         };
@@ -1707,44 +1766,6 @@ impl Machine {
         Ok(())
     }
 
-    /// Steps the leading bytes (ids below 256) of `ids` while a string is on top, in lenient
-    /// mode (decoding), and returns how many it consumed: 0 when no string is on top, in strict
-    /// mode, or when `ids` starts with another id. One spec lookup per run and the state
-    /// updated in place; `step` per byte clones the spec's `Arc` and the state each time, which
-    /// made decoding long strings slower than encoding them. Errors as `step` would give them,
-    /// with the number of ids consumed before the one that failed (the state is then
-    /// unspecified: a lenient decode stops at the first error).
-    pub fn step_string_run(&mut self, ids: &[u32]) -> Result<usize, (usize, String)> {
-        if self.mode == Mode::Strict {
-            return Ok(0);
-        }
-        self.open_string_value();
-        let Some(Frame::Str { kind, st, buf }) = self.stack.last_mut() else {
-            return Ok(0);
-        };
-        let spec = spec_in(&self.g, kind);
-        let run = ids.iter().take_while(|&&t| t < 256).count();
-        if buf.len() + run > crate::MAX_STRING_BYTES {
-            return Err((
-                crate::MAX_STRING_BYTES.saturating_sub(buf.len()),
-                "string too long".into(),
-            ));
-        }
-        let bytes = &ids[..run];
-        // Plain ASCII (most of a workflow's text) under no pattern: no per-byte stepping.
-        if bytes.iter().all(|&t| t < 0x80) && spec.step_ascii_run(st, run) {
-            buf.extend(bytes.iter().map(|&t| t as u8));
-            return Ok(run);
-        }
-        for (n, &t) in bytes.iter().enumerate() {
-            if !spec.step(st, t as u8) {
-                return Err((n, "invalid UTF-8 in a string".into()));
-            }
-            buf.push(t as u8);
-        }
-        Ok(run)
-    }
-
     /// A string value waiting on top is opened (as its first byte would open it in `step`), so
     /// that its bytes can be appended as a run.
     #[inline]
@@ -1756,34 +1777,65 @@ impl Machine {
         }
     }
 
-    /// Appends `bytes` (an id's leading text, `ascii` when all below 0x80) to the string on
-    /// top, in lenient mode: `Ok(false)` when no string is on top or in strict mode (nothing
-    /// changes), else as [`Machine::step_string_run`] over the same bytes, with one copy.
-    pub fn step_string_bytes(&mut self, bytes: &[u8], ascii: bool) -> Result<bool, String> {
+    /// Steps a run of string bytes (`ascii` when all are below 0x80, `plain` when none needs
+    /// escaping; both may be `false` when unknown) in lenient mode
+    /// (decoding), opening a string value waiting on top first: `Ok(false)` when no string is
+    /// on top or in strict mode (nothing changes). One copy of the bytes (escaped, when the
+    /// string is written straight to the output), no spec lookup for plain ASCII; stepping
+    /// base ids one by one cost as much per id as the bytes. On error (as `step` gives them
+    /// for the same bytes) the state is unspecified: a lenient decode stops at the first.
+    pub fn step_string_bytes(
+        &mut self,
+        bytes: &[u8],
+        ascii: bool,
+        plain: bool,
+    ) -> Result<bool, String> {
         if self.mode == Mode::Strict {
             return Ok(false);
         }
         self.open_string_value();
-        let Some(Frame::Str { kind, st, buf }) = self.stack.last_mut() else {
+        let Machine {
+            g,
+            stack,
+            out,
+            direct,
+            ..
+        } = self;
+        let Some(Frame::Str { kind, st, buf }) = stack.last_mut() else {
             return Ok(false);
         };
-        if buf.len() + bytes.len() > crate::MAX_STRING_BYTES {
+        let len = direct.map_or(buf.len(), |(_, n)| n);
+        if len + bytes.len() > crate::MAX_STRING_BYTES {
             return Err("string too long".into());
         }
         if !(ascii && st.step_ascii_run(bytes.len())) {
-            let spec = spec_in(&self.g, kind);
+            let spec = spec_in(g, kind);
             for &b in bytes {
                 if !spec.step(st, b) {
                     return Err("invalid UTF-8 in a string".into());
                 }
             }
         }
-        buf.extend_from_slice(bytes);
+        match (direct, out) {
+            (Some((_, n)), Some(out)) => {
+                *n += bytes.len();
+                if plain {
+                    out.extend_from_slice(bytes);
+                } else {
+                    crate::json::escape_bytes_into(bytes, out);
+                }
+            }
+            _ => buf.extend_from_slice(bytes),
+        }
         Ok(true)
     }
 
-    /// Where the string on top stands, to undo bytes stepped after it (`restore_string`).
+    /// Where the string on top stands, to undo bytes stepped after it (`restore_string`);
+    /// `None` for a string written straight to the output (see `Machine::direct`).
     pub fn string_checkpoint(&self) -> Option<(StrState, usize)> {
+        if self.direct.is_some() {
+            return None;
+        }
         match self.stack.last() {
             Some(Frame::Str { st, buf, .. }) => Some((st.clone(), buf.len())),
             _ => None,
@@ -1957,6 +2009,7 @@ impl Machine {
                         mode: self.mode,
                         stack,
                         out: None,
+                        direct: None,
                         relax_counts: self.relax_counts,
                         below: 0,
                         high_water: 0,
@@ -2123,6 +2176,7 @@ impl Machine {
                             Frame::Value(item),
                         ],
                         out: None,
+                        direct: None,
                         relax_counts: self.relax_counts,
                         below: 0,
                         high_water: 0,

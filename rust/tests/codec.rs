@@ -83,6 +83,45 @@ fn round_trip(t: &Tokenizer, doc: &Value) -> tct::Encoding {
 }
 
 #[test]
+fn strings_written_straight_out_match_buffered_ones() {
+    // "plain" strings go straight to the output while they are decoded; the items of a unique
+    // array and strings with excluded values are buffered and checked at their end. Both must
+    // give the same text, for escapes and for characters split across base ids.
+    let t = tok(json!({
+        "type": "object",
+        "properties": {
+            "plain": {"type": "string"},
+            "unique": {"type": "array", "items": {"type": "string"}, "uniqueItems": true},
+            "excluded": {"type": "string", "not": {"enum": ["no"]}}
+        },
+        "additionalProperties": {"type": "string"}
+    }));
+    let texts = [
+        "",
+        "plain",
+        "quote \" backslash \\ newline \n tab \t cr \r",
+        "control \u{1} \u{1f} \u{8} \u{c}",
+        "é 中文 𝄞 mixed \"é\"",
+    ];
+    for s in texts {
+        let doc = json!({"plain": s, "unique": [s, "other"], "excluded": s, "key \" é": s});
+        let enc = round_trip(&t, &doc);
+        let text = t.decode(&enc.ids).unwrap().json;
+        assert_eq!(text, serde_json::to_string(&doc).unwrap());
+        // The text so far leaves out a string that is still open: it stops right before the
+        // string's opening quote.
+        let mut m = t.matcher();
+        let inside = enc.ids.iter().position(|&id| id < 256).unwrap();
+        for &id in &enc.ids[..=inside] {
+            m.advance(id).unwrap();
+        }
+        let partial = m.document(false).unwrap();
+        assert!(text.starts_with(&partial), "{partial:?} {text:?}");
+        assert_eq!(text.as_bytes()[partial.len()], b'"', "{partial:?} {text:?}");
+    }
+}
+
+#[test]
 fn required_and_const_properties_cost_nothing() {
     let t = tok(json!({
         "type": "object",
@@ -470,8 +509,8 @@ fn profile_encode() {
     });
 }
 
-/// Decoding expands ids a chunk (256 ids) at a time: errors still name the id where they
-/// happen, and ids after the document are never looked at.
+/// Decoding appends an id's text to the open string as one run: errors still name the id
+/// where they happen, and ids after the document are never looked at.
 #[test]
 fn decode_positions_across_chunks() {
     let bytes = std::fs::read(concat!(

@@ -200,9 +200,20 @@ impl From<VocabError> for crate::error::SchemaError {
     }
 }
 
-/// [`Vocab::leading_bytes`]: the run's length and its ASCII flag, packed in a `u32`.
-const LEAD_LEN: u32 = (1 << 31) - 1;
+/// [`Vocab::leading_bytes`]: the run's length and its flags, packed in a `u32`.
+const LEAD_LEN: u32 = (1 << 30) - 1;
 const LEAD_ASCII: u32 = 1 << 31;
+const LEAD_PLAIN: u32 = 1 << 30;
+
+/// The run of bytes an id's expansion starts with ([`Vocab::leading_bytes`]).
+#[derive(Clone, Copy, Debug)]
+pub struct LeadingBytes<'a> {
+    pub bytes: &'a [u8],
+    /// All below 0x80.
+    pub ascii: bool,
+    /// None needs escaping in a JSON string (no `"`, `\\` or control character).
+    pub plain: bool,
+}
 
 /// The trained vocabulary: id layout, dictionary, merges, expansions. Immutable, `Send + Sync`.
 #[derive(Clone)]
@@ -488,7 +499,13 @@ impl Vocab {
                 let e = exp(id);
                 let n = e.iter().take_while(|&&t| t < 256).count();
                 let ascii = e[..n].iter().all(|&t| t < 0x80);
-                (n as u32 & LEAD_LEN) | if ascii { LEAD_ASCII } else { 0 }
+                let plain = e[..n]
+                    .iter()
+                    .all(|&t| t >= 0x20 && t != u32::from(b'"') && t != u32::from(b'\\'));
+                // A run longer than `LEAD_LEN` is cut there (its rest is stepped as any bytes).
+                (n.min(LEAD_LEN as usize) as u32)
+                    | if ascii { LEAD_ASCII } else { 0 }
+                    | if plain { LEAD_PLAIN } else { 0 }
             })
             .collect();
         Ok(Vocab {
@@ -572,16 +589,31 @@ impl Vocab {
         Some(&self.exp_data[self.exp_offsets[i] as usize..self.exp_offsets[i + 1] as usize])
     }
 
-    /// The bytes an id's expansion starts with (empty when it starts with another base id or
-    /// has no expansion), and whether they are all ASCII.
+    /// [`Vocab::expansion`] as bytes: base ids below 256 as themselves, others as 0.
     #[inline]
-    pub fn leading_bytes(&self, id: u32) -> (&[u8], bool) {
-        let Some(&lead) = self.lead.get(id as usize) else {
-            return (&[], true);
+    pub fn expansion_bytes(&self, id: u32) -> Option<&[u8]> {
+        let i = id as usize;
+        let (&start, &end) = (self.exp_offsets.get(i)?, self.exp_offsets.get(i + 1)?);
+        self.exp_bytes.get(start as usize..end as usize)
+    }
+
+    /// The bytes an id's expansion starts with (empty when it starts with another base id or
+    /// has no expansion).
+    #[inline]
+    pub fn leading_bytes(&self, id: u32) -> LeadingBytes<'_> {
+        let (lead, start) = match (
+            self.lead.get(id as usize),
+            self.exp_offsets.get(id as usize),
+        ) {
+            (Some(&lead), Some(&start)) => (lead, start as usize),
+            _ => (0, 0),
         };
-        let start = self.exp_offsets[id as usize] as usize;
         let n = (lead & LEAD_LEN) as usize;
-        (&self.exp_bytes[start..start + n], lead & LEAD_ASCII != 0)
+        LeadingBytes {
+            bytes: self.exp_bytes.get(start..start + n).unwrap_or_default(),
+            ascii: lead & LEAD_ASCII != 0,
+            plain: lead & LEAD_PLAIN != 0,
+        }
     }
 
     /// Final ids -> base ids, appended to `out`. An id without expansion (PAD/BOS/EOS, a

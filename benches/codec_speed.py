@@ -103,7 +103,7 @@ def same_value(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float):
         return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
     return a == b
@@ -149,7 +149,7 @@ def bench_tct(
     assert isinstance(decoded, list)
     ok = 0
     bad: list[int] = []
-    for i, (src, (text, consumed, total)) in enumerate(zip(texts, decoded)):
+    for i, (src, (text, consumed, total)) in enumerate(zip(texts, decoded, strict=True)):
         if consumed == total == len(ids[i]) and same_value(json.loads(text), json.loads(src)):
             ok += 1
         elif len(bad) < 5:
@@ -192,7 +192,7 @@ def bench_o200k(texts: Sequence[str], n_bytes: int, repeat: int) -> list[dict]:
     assert isinstance(ids, list)
     t_dec, back = best_time(lambda _: [decode(x) for x in ids], repeat)
     assert isinstance(back, list)
-    ok = sum(a == b for a, b in zip(back, texts))
+    ok = sum(a == b for a, b in zip(back, texts, strict=True))
     n = len(texts)
     counts = sorted(len(x) for x in ids)
     tokens = {"mean": sum(counts) / n, "median": counts[n // 2]}
@@ -217,7 +217,9 @@ def bench_orjson(texts: Sequence[str], n_bytes: int, repeat: int) -> list[dict]:
 
     t, values = best_time(lambda _: [load(x) for x in texts], repeat)
     assert isinstance(values, list)
-    ok = sum(v is not failed and same_value(v, json.loads(x)) for v, x in zip(values, texts))
+    ok = sum(
+        v is not failed and same_value(v, json.loads(x)) for v, x in zip(values, texts, strict=True)
+    )
     return [row("orjson.loads", t, n_bytes, len(texts), ok)]
 
 

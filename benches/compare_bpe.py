@@ -69,7 +69,9 @@ def read_docs(path: Path, n: int) -> list[str]:
 def split(docs: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
     """Deterministic by position (crc32), so every run and both tokenizers get the same split."""
     is_val = [zlib.crc32(str(i).encode()) / 2**32 < val_fraction for i in range(len(docs))]
-    return [d for d, v in zip(docs, is_val) if not v], [d for d, v in zip(docs, is_val) if v]
+    return [d for d, v in zip(docs, is_val, strict=True) if not v], [
+        d for d, v in zip(docs, is_val, strict=True) if v
+    ]
 
 
 def tct_shards(train: list[str], val: list[str], out: Path) -> tuple[Path, Path]:

@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.disable()
     for ids in encodings:
         a, b, kinds = walk(tok, ids)
-        for x, y, k in zip(a, b, kinds):
+        for x, y, k in zip(a, b, kinds, strict=True):
             step_ns.append(x + y)
             allowed_ns.append(x)
             advance_ns.append(y)

@@ -100,7 +100,7 @@ def test_schema_forms_agree(tmp_path: Path) -> None:
     forms = [SMALL_SCHEMA, text, text.encode(), str(path), path, "  \n" + text]
     toks = [tct.Tokenizer.from_schema(f) for f in forms]
     expected = toks[0].encode(SMALL_DOCS[2])
-    for form, tok in zip(forms, toks):
+    for form, tok in zip(forms, toks, strict=True):
         assert tok.vocab_size == toks[0].vocab_size, form
         assert tok.encode(SMALL_DOCS[2]) == expected, form
 

@@ -143,7 +143,7 @@ def test_fallbacks_are_exactly_the_schema_invalid_documents(
     failures = []
     fallback_docs = 0
     reasons: dict[str, int] = {}
-    for i, enc in zip(indices, parallel_map(detailed, indices)):
+    for i, enc in zip(indices, parallel_map(detailed, indices), strict=True):
         record = workflow_corpus[i]
         if enc.ids != ids[bounds[i] : bounds[i + 1]].tolist():
             failures.append(f"{where(record)}: encode_detailed and encode_batch disagree")

@@ -74,7 +74,7 @@ def test_two_process_gloo_run_matches_gradient_accumulation(shard: Path, tmp_pat
     ddp_records = read_metrics(ddp_out / "metrics.jsonl")
     assert [r["step"] for r in ddp_records] == [2, 3, 4, 6]
     single_records = read_metrics(single_out / "metrics.jsonl")
-    for a, b in zip(ddp_records, single_records):
+    for a, b in zip(ddp_records, single_records, strict=False):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-4)
     assert ddp_records[-1]["val_loss"] == pytest.approx(single_records[-1]["val_loss"], abs=1e-4)
     assert ddp_records[-1]["tokens"] == single_records[-1]["tokens"] == 6 * 8 * 64

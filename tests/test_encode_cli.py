@@ -58,7 +58,7 @@ def same(a, b) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
@@ -118,7 +118,7 @@ def test_yaml_tree_decodes_back_to_the_sources(tok, real_tree, records, tmp_path
     assert meta["documents"]["source"][:2] == ["r0/0000.yml", "r0/0001.yml"]
     assert meta["tokenizer"]["vocab_size"] == tok.vocab_size
     docs = decoded_docs(tok, out)
-    for rec, doc, size in zip(records, docs, meta["documents"]["json_bytes"]):
+    for rec, doc, size in zip(records, docs, meta["documents"]["json_bytes"], strict=True):
         assert same(doc, rec["json"]), rec["path"]
         assert size == rec["json_bytes"] == compact_size(rec["json"])
     assert meta["counts"]["json_bytes"] == sum(r["json_bytes"] for r in records)
@@ -134,7 +134,7 @@ def test_jsonl_gz_and_stdin_decode_back(tok, records, tmp_path):
     assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
     for name, prefix in (("gz.bin", "docs.jsonl.gz"), ("stdin.bin", "<stdin>")):
         docs = decoded_docs(tok, tmp_path / name)
-        assert all(same(d, r["json"]) for d, r in zip(docs, records[:120]))
+        assert all(same(d, r["json"]) for d, r in zip(docs, records[:120], strict=True))
         assert len(docs) == 120
         meta = tct.read_shard(tmp_path / name).meta
         assert meta["documents"]["source"][7] == f"{prefix}:8"
@@ -207,7 +207,7 @@ def test_yaml_pitfalls(tok, tmp_path):
     assert r.returncode == 1, r.stderr.decode()
     meta = tct.read_shard(out).meta
     assert meta["documents"]["source"] == sorted(PITFALLS)
-    for doc, name in zip(decoded_docs(tok, out), sorted(PITFALLS)):
+    for doc, name in zip(decoded_docs(tok, out), sorted(PITFALLS), strict=True):
         assert same(doc, PITFALLS[name][1]), name
     assert [x["source"] for x in meta["rejected"]] == ["zz_multi.yml"]
     assert "several YAML documents" in meta["rejected"][0]["reason"]
@@ -255,7 +255,9 @@ def test_nonconforming_documents_use_the_fallback(tok, tmp_path):
     assert r.returncode == 0
     meta = tct.read_shard(tmp_path / "nc.bin").meta
     assert meta["counts"]["fallback_documents"] == 2
-    assert all(same(a, b) for a, b in zip(decoded_docs(tok, tmp_path / "nc.bin"), docs))
+    assert all(
+        same(a, b) for a, b in zip(decoded_docs(tok, tmp_path / "nc.bin"), docs, strict=True)
+    )
 
 
 def no_outputs(d: Path, stem: str) -> bool:

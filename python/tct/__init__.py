@@ -19,7 +19,7 @@ import math
 import os
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 
 class TctError(ValueError):
@@ -98,9 +98,9 @@ __all__ = [
 ]
 
 #: What `from_schema` accepts as a schema: a path, JSON text (str or bytes) or a parsed value.
-SchemaSource = Union[str, bytes, "os.PathLike[str]", Mapping[str, Any], bool]
+SchemaSource = str | bytes | os.PathLike[str] | Mapping[str, Any] | bool
 #: A registry: URI -> schema, or a list of schema files registered under their `$id`.
-RegistrySource = Union[Mapping[str, SchemaSource], Sequence[Union[str, "os.PathLike[str]"]]]
+RegistrySource = Mapping[str, SchemaSource] | Sequence[str | os.PathLike[str]]
 
 # SchemaStore serves each schema under both hosts, and schemas refer to each other through
 # either (package.json -> https://www.schemastore.org/prettierrc.json, ava.json relative to

@@ -153,7 +153,7 @@ def print_summary(summary: dict[str, Any], stream: TextIO) -> None:
         f"{summary['elapsed_s']:.1f} s ({summary['items'] / el:,.0f} inputs/s, "
         f"{summary['input_bytes'] / el / 1e6:,.1f} MB/s)\n"
     )
-    for (bin_path, _, _), key in zip(summary["outputs"], ("train", "val")):
+    for (bin_path, _, _), key in zip(summary["outputs"], ("train", "val"), strict=False):
         c = summary[key]
         w(
             f"  {bin_path}: {c['documents']:,} documents, {c['tokens']:,} tokens, "

@@ -145,7 +145,7 @@ class DocumentSet:
         seg_shard: list[int] = []
         have_bytes = True
         vpos = 0
-        for si, (shard, sel) in enumerate(zip(shards, self.selection)):
+        for si, (shard, sel) in enumerate(zip(shards, self.selection, strict=True)):
             if len(sel) == 0:
                 continue
             lens = shard.offsets[sel + 1] - shard.offsets[sel]
@@ -157,7 +157,7 @@ class DocumentSet:
                 json_bytes.append(np.asarray(jb, dtype=np.int64)[sel])
             # A new segment wherever the selection skips a document.
             breaks = np.flatnonzero(np.diff(sel) != 1) + 1
-            for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(sel)]):
+            for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(sel)], strict=True):
                 rstart = int(shard.offsets[sel[a]])
                 rend = int(shard.offsets[sel[b - 1] + 1])
                 seg_vstart.append(vpos)

@@ -108,7 +108,7 @@ def same_json(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 
 
@@ -130,7 +130,9 @@ def respects_prompt(doc: Any, prompt: Any) -> bool:
     if isinstance(prompt, list):
         if not isinstance(doc, list) or len(doc) < len(prompt):
             return False
-        if not all(same_json(d, p) for d, p in zip(doc[: len(prompt) - 1], prompt[:-1])):
+        if not all(
+            same_json(d, p) for d, p in zip(doc[: len(prompt) - 1], prompt[:-1], strict=True)
+        ):
             return False
         return not prompt or respects_prompt(doc[len(prompt) - 1], prompt[-1])
     return same_json(doc, prompt)
@@ -209,7 +211,7 @@ def training_documents(lm: LoadedModel, train_data: str | None) -> tuple[set[str
     if data.tokenizer.hash != lm.tokenizer.hash:
         return None, f"training data {spec} has another tokenizer ({data.tokenizer.hash})"
     docs: set[str] = set()
-    for shard, sel in zip(data.train.shards, data.train.selection):
+    for shard, sel in zip(data.train.shards, data.train.selection, strict=True):
         for i in sel.tolist():
             text, _, _ = lm.tokenizer.decode(shard.doc(i))
             docs.add(canonical(json.loads(text)))

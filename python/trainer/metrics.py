@@ -150,16 +150,16 @@ def plot_loss_curve(metrics_path: Path, png_path: Path) -> bool:
     fig, axes = plt.subplots(1, 2 if bpb else 1, figsize=(11 if bpb else 6, 4), squeeze=False)
     ax = axes[0][0]
     if train:
-        ax.plot(*zip(*train), label="train", linewidth=1)
+        ax.plot(*zip(*train, strict=True), label="train", linewidth=1)
     if val:
-        ax.plot(*zip(*val), "o-", label="val", markersize=3)
+        ax.plot(*zip(*val, strict=True), "o-", label="val", markersize=3)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats / token)")
     ax.grid(alpha=0.3)
     ax.legend()
     if bpb:
         ax2 = axes[0][1]
-        ax2.plot(*zip(*bpb), "o-", color="C1", markersize=3)
+        ax2.plot(*zip(*bpb, strict=True), "o-", color="C1", markersize=3)
         ax2.set_xlabel("step")
         ax2.set_ylabel("val bits per byte of compact JSON")
         ax2.grid(alpha=0.3)

@@ -286,7 +286,7 @@ def train(
         raw_model.load_state_dict(model_state)
         optimizer.load_state_dict(optim_state)
         # The optimizer state carries the old hyperparameters; this run's flags win.
-        for group, wd in zip(optimizer.param_groups, (tcfg.weight_decay, 0.0)):
+        for group, wd in zip(optimizer.param_groups, (tcfg.weight_decay, 0.0), strict=True):
             group["weight_decay"] = wd
             group["betas"] = (tcfg.beta1, tcfg.beta2)
         loader.load_state(ck_meta["loader"])

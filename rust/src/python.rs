@@ -135,10 +135,13 @@ fn ids_from_py(obj: &Bound<'_, PyAny>, vocab_size: u32) -> PyResult<Vec<u32>> {
             "ids must be a sequence of ints (a list or a numpy array), not str or bytes",
         ));
     }
-    // Lists (what `encode` returns) by index, without the iterator protocol.
+    // Lists (what `encode` returns) by index, without the iterator protocol (the list
+    // iterator asks the list for its length before every item).
     if let Ok(list) = obj.cast::<PyList>() {
-        let mut ids = Vec::with_capacity(list.len());
-        for (position, item) in list.iter().enumerate() {
+        let n = list.len();
+        let mut ids = Vec::with_capacity(n);
+        for position in 0..n {
+            let item = list.get_item(position)?;
             ids.push(list_item_id(py, &item, position, vocab_size)?);
         }
         return Ok(ids);

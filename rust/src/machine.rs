@@ -1654,6 +1654,23 @@ impl Machine {
         let Some(Frame::Str { kind, st, buf }) = self.stack.last() else {
             return Err("internal: no string on top".into());
         };
+        // A string written straight out has no excluded values and is no unique item (see
+        // `can_write_direct`): only its spec's end condition is left to check.
+        if self.direct.is_some() {
+            if !spec_in(&self.g, kind).accepts_end(st) {
+                return Err("this string does not satisfy its schema".into());
+            }
+            self.direct = None;
+            if let Some(Frame::Str { mut buf, .. }) = self.stack.pop() {
+                buf.clear();
+                self.spare = buf;
+            }
+            self.floor = self.floor.min(self.below + self.stack.len());
+            if let Some(out) = &mut self.out {
+                out.push(b'"');
+            }
+            return Ok(());
+        }
         if !self.str_end_ok(kind, st, buf) {
             return Err("this string does not satisfy its schema".into());
         }
@@ -1671,11 +1688,7 @@ impl Machine {
         match kind {
             StrKind::Value(_) | StrKind::Generic => {
                 if let Some(out) = &mut self.out {
-                    if self.direct.take().is_some() {
-                        out.push(b'"');
-                    } else {
-                        escape_into(out, &buf);
-                    }
+                    escape_into(out, &buf);
                 }
                 // An item of a unique array: remember it (the array is on top now).
                 if in_unique {
@@ -1778,21 +1791,41 @@ impl Machine {
     }
 
     /// Steps a run of string bytes (`ascii` when all are below 0x80, `plain` when none needs
-    /// escaping; both may be `false` when unknown) in lenient mode
-    /// (decoding), opening a string value waiting on top first: `Ok(false)` when no string is
-    /// on top or in strict mode (nothing changes). One copy of the bytes (escaped, when the
-    /// string is written straight to the output), no spec lookup for plain ASCII; stepping
-    /// base ids one by one cost as much per id as the bytes. On error (as `step` gives them
-    /// for the same bytes) the state is unspecified: a lenient decode stops at the first.
+    /// escaping; both may be `false` when unknown) in lenient mode (decoding): see
+    /// [`Machine::step_text_runs`]. `Ok(false)` when no string is on top or in strict mode.
     pub fn step_string_bytes(
         &mut self,
         bytes: &[u8],
         ascii: bool,
         plain: bool,
     ) -> Result<bool, String> {
-        if self.mode == Mode::Strict {
-            return Ok(false);
+        let mut run = Some((bytes, ascii, plain));
+        match self.step_text_runs(|_| run.take()) {
+            Ok(n) => Ok(n > 0),
+            Err((_, msg)) => Err(msg),
         }
+    }
+
+    /// Steps runs of string bytes `next(0)`, `next(1)`, ... (each `(bytes, ascii, plain)` as
+    /// in [`Machine::step_string_bytes`]) into one string, until `next` gives `None`, in
+    /// lenient mode (decoding), opening a string value waiting on top first. Returns how many
+    /// runs it stepped: 0 when no string is on top or in strict mode (nothing changes). Each
+    /// run is one copy (escaped, when the string is written straight to the output), with no
+    /// spec lookup for plain ASCII; the decoder steps all the text-only ids in a row in one
+    /// call (per id, finding the string on top again cost as much as copying its bytes).
+    /// On error `(runs stepped before, message)`, as `step` gives them for the same bytes; the
+    /// state is then unspecified: a lenient decode stops at the first error.
+    pub fn step_text_runs<'a>(
+        &mut self,
+        mut next: impl FnMut(usize) -> Option<(&'a [u8], bool, bool)>,
+    ) -> Result<usize, (usize, String)> {
+        if self.mode == Mode::Strict {
+            return Ok(0);
+        }
+        // A value waiting on top is opened only for bytes (it might be a FALLBACK's).
+        let Some(mut run) = next(0) else {
+            return Ok(0);
+        };
         self.open_string_value();
         let Machine {
             g,
@@ -1802,32 +1835,40 @@ impl Machine {
             ..
         } = self;
         let Some(Frame::Str { kind, st, buf }) = stack.last_mut() else {
-            return Ok(false);
+            return Ok(0);
         };
-        let len = direct.map_or(buf.len(), |(_, n)| n);
-        if len + bytes.len() > crate::MAX_STRING_BYTES {
-            return Err("string too long".into());
-        }
-        if !(ascii && st.step_ascii_run(bytes.len())) {
-            let spec = spec_in(g, kind);
-            for &b in bytes {
-                if !spec.step(st, b) {
-                    return Err("invalid UTF-8 in a string".into());
+        let mut k = 0;
+        loop {
+            let (bytes, ascii, plain) = run;
+            let len = direct.map_or(buf.len(), |(_, n)| n);
+            if len + bytes.len() > crate::MAX_STRING_BYTES {
+                return Err((k, "string too long".into()));
+            }
+            if !(ascii && st.step_ascii_run(bytes.len())) {
+                let spec = spec_in(g, kind);
+                for &b in bytes {
+                    if !spec.step(st, b) {
+                        return Err((k, "invalid UTF-8 in a string".into()));
+                    }
                 }
             }
-        }
-        match (direct, out) {
-            (Some((_, n)), Some(out)) => {
-                *n += bytes.len();
-                if plain {
-                    out.extend_from_slice(bytes);
-                } else {
-                    crate::json::escape_bytes_into(bytes, out);
+            match (&mut *direct, &mut *out) {
+                (Some((_, n)), Some(out)) => {
+                    *n += bytes.len();
+                    if plain {
+                        out.extend_from_slice(bytes);
+                    } else {
+                        crate::json::escape_bytes_into(bytes, out);
+                    }
                 }
+                _ => buf.extend_from_slice(bytes),
             }
-            _ => buf.extend_from_slice(bytes),
+            k += 1;
+            match next(k) {
+                Some(r) => run = r,
+                None => return Ok(k),
+            }
         }
-        Ok(true)
     }
 
     /// Where the string on top stands, to undo bytes stepped after it (`restore_string`);

@@ -239,6 +239,11 @@ pub struct Vocab {
     /// appends an id's text to a string in one copy instead of stepping base ids.
     exp_bytes: Vec<u8>,
     lead: Vec<u32>,
+    /// Per id whose whole expansion is string bytes: where they start in `exp_bytes` (low
+    /// 32 bits), how many (bits 32..62) and `LEAD_ASCII`/`LEAD_PLAIN` (bits 62, 63); 0 for
+    /// other ids. One load per id for the decoder's hot loop (from `lead` and `exp_offsets`
+    /// it was three, each a likely cache miss next to the output it writes).
+    text: Vec<u64>,
     n_positions: u32,
 }
 
@@ -494,7 +499,7 @@ impl Vocab {
             .iter()
             .map(|&t| u8::try_from(t).unwrap_or(0))
             .collect();
-        let lead = (0..n_ids)
+        let lead: Vec<u32> = (0..n_ids)
             .map(|id| {
                 let e = exp(id);
                 let n = e.iter().take_while(|&&t| t < 256).count();
@@ -506,6 +511,18 @@ impl Vocab {
                 (n.min(LEAD_LEN as usize) as u32)
                     | if ascii { LEAD_ASCII } else { 0 }
                     | if plain { LEAD_PLAIN } else { 0 }
+            })
+            .collect();
+        let text = (0..n_ids)
+            .map(|id| {
+                let (lead, len) = (lead[id], exp_offsets[id + 1] - exp_offsets[id]);
+                let n = lead & LEAD_LEN;
+                if n == 0 || n != len {
+                    return 0;
+                }
+                u64::from(exp_offsets[id])
+                    | u64::from(n) << 32
+                    | u64::from(lead & (LEAD_ASCII | LEAD_PLAIN)) << 32
             })
             .collect();
         Ok(Vocab {
@@ -522,6 +539,7 @@ impl Vocab {
             exp_data,
             exp_bytes,
             lead,
+            text,
             n_positions,
         })
     }
@@ -595,6 +613,23 @@ impl Vocab {
         let i = id as usize;
         let (&start, &end) = (self.exp_offsets.get(i)?, self.exp_offsets.get(i + 1)?);
         self.exp_bytes.get(start as usize..end as usize)
+    }
+
+    /// [`Vocab::leading_bytes`] of an id whose whole expansion is string bytes; `None` for
+    /// any other id.
+    #[inline]
+    pub fn text_only(&self, id: u32) -> Option<LeadingBytes<'_>> {
+        let t = *self.text.get(id as usize)?;
+        let (start, flags) = (t as u32 as usize, (t >> 32) as u32);
+        let n = (flags & LEAD_LEN) as usize;
+        if n == 0 {
+            return None;
+        }
+        Some(LeadingBytes {
+            bytes: self.exp_bytes.get(start..start + n)?,
+            ascii: flags & LEAD_ASCII != 0,
+            plain: flags & LEAD_PLAIN != 0,
+        })
     }
 
     /// The bytes an id's expansion starts with (empty when it starts with another base id or

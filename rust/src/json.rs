@@ -311,7 +311,7 @@ pub fn parse_str(text: &str) -> Result<Json<'_>, EncodeError> {
 /// or a control character), looking at eight bytes at a time (SWAR); the caller checks that
 /// byte. Strings are most of a workflow's bytes: the scan a byte at a time was half the parse.
 #[inline]
-fn skip_plain(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_plain(b: &[u8], mut i: usize) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     while let Some(chunk) = b.get(i..i + 8) {

@@ -117,13 +117,20 @@ pub fn compact_json_size(value: &Json) -> u64 {
 }
 
 fn string_size(s: &str) -> u64 {
-    let mut n = 2u64;
-    for b in s.bytes() {
-        n += match b {
-            b'"' | b'\\' | 0x08 | 0x0c | b'\n' | b'\r' | b'\t' => 2,
-            0x00..=0x1f => 6,
-            _ => 1,
+    // Plain bytes 8 at a time (`skip_plain`), only the bytes that need an escape one by one:
+    // byte by byte, this was a tenth of `tct-encode`'s CPU time on the workflow corpus.
+    let b = s.as_bytes();
+    let mut n = 2 + b.len() as u64;
+    let mut i = 0;
+    loop {
+        i = crate::json::skip_plain(b, i);
+        let Some(&c) = b.get(i) else { break };
+        n += match c {
+            b'"' | b'\\' | 0x08 | 0x0c | b'\n' | b'\r' | b'\t' => 1,
+            0x00..=0x1f => 5,
+            _ => 0,
         };
+        i += 1;
     }
     n
 }

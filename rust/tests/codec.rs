@@ -367,8 +367,72 @@ mod properties {
         }))
     }
 
+    /// The bundled trained tokenizer (8,192 ids: text-only, dictionary and structural ids).
+    fn bundled() -> &'static Tokenizer {
+        static T: std::sync::OnceLock<Tokenizer> = std::sync::OnceLock::new();
+        T.get_or_init(|| {
+            let bytes = std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/python/tct/data/github-workflow.tct.json"
+            ))
+            .unwrap();
+            Tokenizer::from_bytes(&bytes).unwrap()
+        })
+    }
+
+    /// Text with what decoding treats specially: escapes, control characters, multi-byte
+    /// characters (split across ids), and the words the bundled vocabulary knows.
+    fn text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                "\\PC{0,6}",
+                Just("\"".to_string()),
+                Just("\\".to_string()),
+                Just("\n".to_string()),
+                Just("\u{1}".to_string()),
+                Just("é中𝄞".to_string()),
+                Just("ubuntu-latest".to_string()),
+                Just("actions/checkout@v4".to_string()),
+                Just("${{ secrets.GITHUB_TOKEN }}".to_string()),
+            ],
+            0..6,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn workflows_round_trip_with_the_trained_tokenizer(
+            name in text(), runs_on in text(), run in text(), key in text(), value in text(),
+            extra in json_value(),
+        ) {
+            let t = bundled();
+            let doc = json!({
+                "name": name,
+                "on": "push",
+                "env": {key.clone(): value},
+                "jobs": {"build": {
+                    "runs-on": runs_on,
+                    "steps": [{"run": run}, {"uses": "actions/checkout@v4", "with": {key: extra}}]
+                }}
+            });
+            let enc = t.encode_value(&doc).unwrap();
+            let dec = t.decode(&enc.ids).unwrap();
+            prop_assert_eq!(dec.consumed, enc.ids.len());
+            let back: Value = serde_json::from_str(&dec.json).unwrap();
+            prop_assert_eq!(back, doc);
+        }
+
+        #[test]
+        fn random_trained_ids_never_panic(ids in prop::collection::vec(0u32..8300, 0..300)) {
+            let t = bundled();
+            match t.decode(&ids) {
+                Ok(d) => prop_assert!(d.consumed <= ids.len()),
+                Err(e) => prop_assert!(e.position <= ids.len()),
+            }
+        }
 
         #[test]
         fn any_json_round_trips_against_the_empty_schema(v in json_value()) {

@@ -17,15 +17,22 @@ pub(crate) fn unkey(k: u64) -> (u32, u32) {
 }
 
 /// Fibonacci hashing of one `u64`, with the high bits folded down (hashbrown uses the top 7 bits
-/// for its control bytes and the low bits for the bucket, so both must be mixed).
+/// for its control bytes and the low bits for the bucket, so both must be mixed). The finish
+/// of every hasher in the vocabulary's maps and caches.
+#[inline]
+pub(crate) fn mix(h: u64) -> u64 {
+    let h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^ (h >> 29)
+}
+
+/// [`mix`] of one `u64` key.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct PairHasher(u64);
 
 impl Hasher for PairHasher {
     #[inline]
     fn finish(&self) -> u64 {
-        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^ (h >> 29)
+        mix(self.0)
     }
     #[inline]
     fn write(&mut self, bytes: &[u8]) {

@@ -35,8 +35,7 @@ struct PieceHasher(u64);
 impl Hasher for PieceHasher {
     #[inline]
     fn finish(&self) -> u64 {
-        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^ (h >> 29)
+        super::pair_map::mix(self.0)
     }
     #[inline]
     fn write(&mut self, bytes: &[u8]) {

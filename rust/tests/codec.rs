@@ -291,12 +291,7 @@ fn debug_walk() {
 #[test]
 #[ignore]
 fn profile_matcher_by_frame_kind() {
-    let bytes = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/python/tct/data/github-workflow.tct.json"
-    ))
-    .unwrap();
-    let t = Tokenizer::from_bytes(&bytes).unwrap();
+    let t = common::bundled();
     let mut by: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     let mut allowed = vec![false; t.vocab_size() as usize];
     for r in common::corpus().iter().step_by(1500) {
@@ -367,17 +362,10 @@ mod properties {
         }))
     }
 
-    /// The bundled trained tokenizer (8,192 ids: text-only, dictionary and structural ids).
+    /// [`common::bundled`], loaded once for all cases.
     fn bundled() -> &'static Tokenizer {
         static T: std::sync::OnceLock<Tokenizer> = std::sync::OnceLock::new();
-        T.get_or_init(|| {
-            let bytes = std::fs::read(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/python/tct/data/github-workflow.tct.json"
-            ))
-            .unwrap();
-            Tokenizer::from_bytes(&bytes).unwrap()
-        })
+        T.get_or_init(common::bundled)
     }
 
     /// Text with what decoding treats specially: escapes, control characters, multi-byte
@@ -486,11 +474,7 @@ mod properties {
 #[test]
 #[ignore]
 fn profile_encode() {
-    let bytes = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/python/tct/data/github-workflow.tct.json"
-    ))
-    .unwrap();
+    let bytes = common::bundled_bytes();
     let texts: Vec<Vec<u8>> = common::corpus()
         .iter()
         .step_by(11)
@@ -577,12 +561,7 @@ fn profile_encode() {
 /// where they happen, and ids after the document are never looked at.
 #[test]
 fn decode_positions_across_chunks() {
-    let bytes = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/python/tct/data/github-workflow.tct.json"
-    ))
-    .unwrap();
-    let t = Tokenizer::from_bytes(&bytes).unwrap();
+    let t = common::bundled();
     let corpus = common::corpus();
     let ids = corpus
         .iter()

@@ -6,6 +6,20 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
+/// The bundled trained tokenizer's file (`tct.load("github-workflow")`).
+pub fn bundled_bytes() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/python/tct/data/github-workflow.tct.json"
+    );
+    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The bundled trained tokenizer (8,192 ids: text-only, dictionary and structural ids).
+pub fn bundled() -> tct::Tokenizer {
+    tct::Tokenizer::from_bytes(&bundled_bytes()).unwrap()
+}
+
 pub fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
 }

@@ -52,14 +52,7 @@ fn every_corpus_document_round_trips_and_valid_ones_need_no_fallback() {
 /// vocabulary applied to the spelt-out base stream, on every corpus document, cold and warm.
 #[test]
 fn trained_encoding_equals_the_vocabulary_over_base_ids() {
-    let tok = Tokenizer::from_bytes(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/python/tct/data/github-workflow.tct.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let tok = common::bundled();
     let texts: Vec<Vec<u8>> = common::corpus()
         .iter()
         .map(|r| serde_json::to_vec(&r["json"]).unwrap())

@@ -280,20 +280,26 @@ class Tokenizer:
     (so they can be shipped to DataLoader workers, Ray or Spark).
     """
 
-    __slots__ = ("_core",)
+    __slots__ = ("_core", "_rules")
 
     def __init__(self, core: _tct.Tokenizer) -> None:
         if not isinstance(core, _tct.Tokenizer):
             raise TypeError("use Tokenizer.from_schema(...) or Tokenizer.from_bytes(...)")
         self._core = core
+        # The rules overlay its matchers enforce by default (see `matcher`).
+        self._rules: _tct.Rules | None = None
 
     @classmethod
     def from_schema(
         cls,
         schema: SchemaSource,
         registry: RegistrySource | None = None,
+        rules: Any = None,
     ) -> Tokenizer:
         """Compile a JSON Schema.
+
+        `rules`: a rules overlay (dict, JSON text or bytes; see the README's "Rules") that its
+        matchers enforce beyond the schema. Encoding ignores it.
 
         `schema`: a path (str or os.PathLike) to a `.json` file, JSON text, or a parsed schema
         (dict, or a boolean schema). A str is JSON text if it starts with `{` (or is `true` /
@@ -309,7 +315,10 @@ class Tokenizer:
         """
         data, source = _schema_bytes(schema, "schema")
         entries = _registry_entries(registry)
-        return cls(_tct.Tokenizer.compile(data, entries, source))
+        tok = cls(_tct.Tokenizer.compile(data, entries, source))
+        if rules is not None:
+            tok._rules = _compile_rules(tok._core, rules)
+        return tok
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Tokenizer:
@@ -402,9 +411,33 @@ class Tokenizer:
         """
         return self._core.decode(ids)
 
-    def matcher(self) -> Matcher:
-        """A fresh constrained-generation state at the start of a document (no BOS)."""
-        return self._core.matcher()
+    def matcher(self, rules: Any = None) -> Matcher:
+        """A fresh constrained-generation state at the start of a document (no BOS).
+
+        It enforces this tokenizer's rules overlay (see `rules`) unless `rules=False`; an
+        overlay (a dict, JSON text or bytes) given here is enforced instead. Rules only narrow
+        the mask: the ids of a document are the same with and without them.
+        """
+        if rules is False:
+            return self._core.matcher()
+        if rules is None or rules is True:
+            compiled = self._rules
+        else:
+            compiled = _compile_rules(self._core, rules)
+        return self._core.matcher(compiled)
+
+    @property
+    def rules(self) -> list[str]:
+        """What the default matcher enforces beyond the schema (one line per rule, then what
+        is not enforced exactly); empty without a rules overlay."""
+        return [] if self._rules is None else list(self._rules.report)
+
+    def with_rules(self, rules: Any) -> Tokenizer:
+        """The same tokenizer whose matchers enforce `rules` (an overlay: dict, JSON text or
+        bytes; `None` for none). Encoding is unchanged."""
+        t = Tokenizer(self._core)
+        t._rules = None if rules is None else _compile_rules(self._core, rules)
+        return t
 
     # -- vocabulary -------------------------------------------------------------------------
 
@@ -544,6 +577,20 @@ def train(
 _loaded: dict[str, Tokenizer] = {}
 
 
+def _compile_rules(core: _tct.Tokenizer, rules: Any) -> _tct.Rules:
+    if isinstance(rules, _tct.Rules):
+        return rules
+    if isinstance(rules, (bytes, bytearray)):
+        data = bytes(rules)
+    elif isinstance(rules, str):
+        data = rules.encode()
+    elif isinstance(rules, os.PathLike):
+        data = Path(rules).read_bytes()
+    else:
+        data = json.dumps(rules).encode()
+    return _tct.Rules(core, data)
+
+
 def load(name_or_path: str | os.PathLike[str] = "github-workflow") -> Tokenizer:
     """Load a tokenizer: a bundled one by name (`"github-workflow"`) or a tokenizer file."""
     key = os.fspath(name_or_path)
@@ -554,7 +601,11 @@ def load(name_or_path: str | os.PathLike[str] = "github-workflow") -> Tokenizer:
                 raise TctError(
                     f"the bundled tokenizer {key!r} is missing from the package ({path})"
                 )
-            _loaded[key] = Tokenizer.from_file(path)
+            tok = Tokenizer.from_file(path)
+            overlay = path.with_name(_BUNDLED[key].replace(".tct.json", ".rules.json"))
+            if overlay.exists():
+                tok._rules = _compile_rules(tok._core, overlay.read_bytes())
+            _loaded[key] = tok
         return _loaded[key]
     path = Path(key)
     if not path.exists():

@@ -286,6 +286,7 @@ def generate(
     seed: int,
     batch_size: int = 64,
     prompt: list[int] | None = None,
+    rules: bool = True,
 ) -> tuple[list[Sample], GenerationStats]:
     """`num_samples` documents, in batches; the same arguments give the same samples on the same
     device."""
@@ -293,7 +294,8 @@ def generate(
         raise ValueError("num_samples >= 0, max_tokens >= 1 and batch_size >= 1 are required")
     tok, model, dev = lm.tokenizer, lm.model, lm.device
     prompt = list(prompt or [])
-    base = tok.matcher()
+    # `rules=False`: the schema's mask alone (the tokenizer's rules overlay switched off).
+    base = tok.matcher() if rules else tok.matcher(rules=False)
     for i, t in enumerate(prompt):
         try:
             base.advance(t)
@@ -401,6 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
     p.add_argument(
+        "--no-rules",
+        action="store_true",
+        help="sample under the schema's mask only, without the tokenizer's rules overlay",
+    )
+    p.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default 1, see below)"
     )
     return p
@@ -440,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             batch_size=args.batch_size,
             prompt=prompt,
+            rules=not args.no_rules,
         )
     except (CheckpointError, PromptError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

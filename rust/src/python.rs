@@ -355,6 +355,12 @@ impl PyMatcher {
         self.inner.is_complete()
     }
 
+    /// Masks where the rules would have left no id and the schema's mask was kept.
+    #[getter]
+    fn rules_fallbacks(&self) -> usize {
+        self.inner.rules_fallbacks()
+    }
+
     /// What the matcher waits for next (`"object"`, `"string"`, ...): for profiling.
     fn top_kind(&self) -> &'static str {
         self.inner.top_kind()
@@ -397,6 +403,39 @@ impl PyMatcher {
             self.steps,
             self.inner.is_complete()
         )
+    }
+}
+
+/// A rules overlay compiled and prepared for one tokenizer's matchers.
+#[pyclass(module = "tct._tct", name = "Rules", frozen)]
+struct PyRules {
+    enforced: Arc<tct_rules::layer::Enforced>,
+}
+
+use crate::rules as tct_rules;
+use std::sync::Arc;
+
+#[pymethods]
+impl PyRules {
+    /// Compile `overlay` (JSON bytes) for `tokenizer`. A bad overlay raises `SchemaError` with
+    /// a JSON pointer into the overlay.
+    #[new]
+    fn new(py: Python<'_>, tokenizer: &PyTokenizer, overlay: &[u8]) -> PyResult<Self> {
+        let tok = &tokenizer.inner;
+        let enforced = py
+            .detach(|| -> Result<_, SchemaError> {
+                let v = parse_schema_json(overlay, "the rules overlay")?;
+                let rules = tct_rules::Rules::from_overlay(&v)?;
+                Ok(tok.enforce(Arc::new(rules)))
+            })
+            .map_err(|e| schema_error(py, e, Some("the rules overlay")))?;
+        Ok(PyRules { enforced })
+    }
+
+    /// What is enforced (one line per rule), then what is not enforced exactly.
+    #[getter]
+    fn report(&self) -> Vec<String> {
+        self.enforced.rules.report()
     }
 }
 
@@ -671,9 +710,16 @@ impl PyTokenizer {
         self.inner.vocab().base_size()
     }
 
-    fn matcher(&self) -> PyMatcher {
+    /// A fresh matcher; with `rules` (prepared for this tokenizer by `Rules`) it enforces
+    /// them too.
+    #[pyo3(signature = (rules = None))]
+    fn matcher(&self, rules: Option<&PyRules>) -> PyMatcher {
+        let mut inner = self.inner.matcher();
+        if let Some(r) = rules {
+            inner = inner.with_rules(r.enforced.clone());
+        }
         PyMatcher {
-            inner: self.inner.matcher(),
+            inner,
             vocab_size: self.inner.vocab_size(),
             steps: 0,
         }
@@ -878,6 +924,7 @@ fn tct_extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenizer>()?;
     m.add_class::<PyEncoding>()?;
     m.add_class::<PyMatcher>()?;
+    m.add_class::<PyRules>()?;
     m.add_function(wrap_pyfunction!(encode_corpus, m)?)?; // tct-encode
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -581,6 +581,11 @@ impl Tokenizer {
         ))
     }
 
+    /// `rules` prepared for this tokenizer's matchers (`Matcher::with_rules`).
+    pub fn enforce(&self, rules: Arc<crate::rules::Rules>) -> Arc<crate::rules::layer::Enforced> {
+        crate::rules::layer::Enforced::new(rules, self.inner.graph.clone(), self.vocab())
+    }
+
     pub fn matcher(&self) -> Matcher {
         Matcher::new(self.clone())
     }
@@ -668,6 +673,8 @@ pub struct Matcher {
     ended: bool,
     allowed_base: Vec<bool>,
     states: WalkStates,
+    /// The rules it enforces beyond the schema, if any (see `rules`).
+    rules: Option<crate::rules::layer::Layer>,
 }
 
 /// Scratch machines for `Matcher::walk`, kept between steps for their allocations. A copy of
@@ -703,7 +710,19 @@ impl Matcher {
             ended: false,
             allowed_base: vec![false; nb],
             states: WalkStates::default(),
+            rules: None,
         }
+    }
+
+    /// The same matcher enforcing `rules` too (see `rules`): they only remove ids.
+    pub fn with_rules(mut self, rules: Arc<crate::rules::layer::Enforced>) -> Matcher {
+        self.rules = Some(crate::rules::layer::Layer::new(rules));
+        self
+    }
+
+    /// Masks where the rules would have left no id and the schema's mask was kept.
+    pub fn rules_fallbacks(&self) -> usize {
+        self.rules.as_ref().map_or(0, |r| r.fallbacks)
     }
 
     /// Accept one id. A disallowed id is an error and leaves the state unchanged. BOS is
@@ -727,6 +746,9 @@ impl Matcher {
         let mut base = Vec::new();
         v.expand(&[id], &mut base)
             .map_err(|(_, m)| DecodeError::new(pos, m))?;
+        if let Some(why) = self.rules.as_ref().and_then(|r| r.refusal(&base)) {
+            return Err(DecodeError::new(pos, why));
+        }
         // Bytes inside a string: step in place and undo on error (copying the machine would
         // copy the string so far at every id).
         if base.iter().all(|&b| b < 256) {
@@ -736,6 +758,9 @@ impl Matcher {
                         self.machine.restore_string(cp);
                         return Err(DecodeError::new(pos, msg));
                     }
+                }
+                if let Some(r) = &mut self.rules {
+                    r.commit(&base);
                 }
                 self.base.extend_from_slice(&base);
                 self.steps += 1;
@@ -753,6 +778,9 @@ impl Matcher {
             m.step(b).map_err(|msg| DecodeError::new(pos, msg))?;
         }
         self.machine = m;
+        if let Some(r) = &mut self.rules {
+            r.commit(&base);
+        }
         self.base.extend_from_slice(&base);
         self.steps += 1;
         Ok(())
@@ -773,6 +801,14 @@ impl Matcher {
     ///   computed once and a refused prefix rules out every id that starts with it; a
     ///   structural id's trailing string bytes are decided by UTF-8 tables, not stepped.
     pub fn fill_allowed(&mut self, out: &mut [bool]) {
+        self.fill_allowed_by_schema(out);
+        if let Some(r) = &mut self.rules {
+            r.narrow(out);
+        }
+    }
+
+    /// The mask of the schema alone (`fill_allowed` without rules).
+    fn fill_allowed_by_schema(&mut self, out: &mut [bool]) {
         let v = self.tok.vocab();
         if self.ended {
             out.fill(false);

@@ -187,7 +187,10 @@ impl Tracker {
             for (ri, st) in run.rules.iter().zip(run.states.iter_mut()) {
                 let ok = match (&self.rules.rules[*ri as usize].check, st) {
                     (Check::Name(n), _) => n.step(run.len, b),
-                    (Check::NoControl, _) => !formats::is_control(b),
+                    // Values may hold tabs and line breaks (scripts); keys nothing of the kind.
+                    (Check::NoControl, _) => {
+                        !formats::is_control(b) || (!run.key && matches!(b, b'\t' | b'\n' | b'\r'))
+                    }
                     (Check::Format(Format::RefGlob), St::Glob(g)) => g.step(b, true),
                     (Check::Format(Format::PathGlob), St::Glob(g)) => g.step(b, false),
                     (Check::Format(Format::Shell), _) => !formats::is_control(b),

@@ -29,7 +29,8 @@
 //!   patterns), `path-glob` (path filters), `shell`, `uses-step`, `uses-job`.
 //! - `x-tct-name` / `x-tct-key-name`: `{"first": CLASS, "rest": CLASS}`, a name of one byte of
 //!   the first class then bytes of the second (classes as in a regex: `A-Za-z0-9_-`).
-//! - `x-tct-no-control`: `true`: no control characters (values and keys).
+//! - `x-tct-no-control`: `true`: no control characters (in values tabs and line breaks are
+//!   allowed).
 //! - `x-tct-expression`: `embedded` (every `${{ ... }}` holds a well-formed expression) or
 //!   `whole` (the string is one expression, bare or in one `${{ }}`); `x-tct-contexts`: the
 //!   context names allowed in them there.

@@ -26,7 +26,7 @@ pub struct StrRun {
     pub len: usize,
     /// Its bytes, kept only when a rule needs them (references, uniqueness, `uses`, shells).
     pub buf: Option<Vec<u8>>,
-    pub path: Vec<Loc>,
+    pub path: Arc<Vec<Loc>>,
     pub key: bool,
 }
 
@@ -100,6 +100,9 @@ pub struct Tracker {
     used: Arc<BTreeMap<(u16, String), BTreeSet<String>>>,
     /// Why the last step failed.
     pub why: Option<String>,
+    /// False while feeding text the matcher accepted anyway (after a fallback): a broken rule
+    /// is noted in `why` and the text is still followed, so the state stays in step.
+    pub strict: bool,
 }
 
 impl Tracker {
@@ -112,12 +115,13 @@ impl Tracker {
             graphs: Arc::default(),
             used: Arc::default(),
             why: None,
+            strict: true,
         }
     }
 
     fn fail(&mut self, why: String) -> bool {
         self.why = Some(why);
-        false
+        !self.strict
     }
 
     /// Where the next value goes.
@@ -164,7 +168,7 @@ impl Tracker {
             states,
             len: 0,
             buf: needs_buf.then(Vec::new),
-            path,
+            path: Arc::new(path),
             key,
         }
     }

@@ -77,6 +77,8 @@ pub struct Layer {
     run: Option<StrRun>,
     /// Masks where narrowing left nothing and the schema's mask was kept.
     pub fallbacks: usize,
+    /// The last mask was such a fallback: the next id is accepted whatever the rules say.
+    fell_back: bool,
 }
 
 impl Layer {
@@ -93,6 +95,7 @@ impl Layer {
             tracker,
             run: None,
             fallbacks: 0,
+            fell_back: false,
         }
     }
 
@@ -108,6 +111,9 @@ impl Layer {
     /// Why the rules refuse these base ids, if they do. `None` also when the schema refuses
     /// them (the matcher reports that).
     pub fn refusal(&self, base: &[u32]) -> Option<String> {
+        if self.fell_back {
+            return None;
+        }
         if !base.is_empty() && base.iter().all(|&b| b < 256) {
             if let Some(mut run) = self.current_run() {
                 let bytes: Vec<u8> = base.iter().map(|&b| b as u8).collect();
@@ -121,6 +127,12 @@ impl Layer {
             }
         }
         let mut m = self.machine.clone();
+        self.refusal_on(base, &mut m)
+    }
+
+    /// `refusal` of ids that do not just extend a string, stepped on `m` (a copy of the
+    /// machine: `Machine::copy_from` reuses its allocations across candidates).
+    fn refusal_on(&self, base: &[u32], m: &mut Machine) -> Option<String> {
         for &b in base {
             if m.is_done() || m.step(b).is_err() {
                 return None;
@@ -147,6 +159,13 @@ impl Layer {
 
     /// Accept base ids the matcher has accepted (after `refusal` said none).
     pub fn commit(&mut self, base: &[u32]) {
+        self.fell_back = false;
+        self.tracker.strict = false;
+        self.commit_inner(base);
+        self.tracker.strict = true;
+    }
+
+    fn commit_inner(&mut self, base: &[u32]) {
         if !base.is_empty() && base.iter().all(|&b| b < 256) {
             if let Some(mut run) = self.current_run() {
                 let bytes: Vec<u8> = base.iter().map(|&b| b as u8).collect();
@@ -177,6 +196,7 @@ impl Layer {
     /// Remove from `out` (the schema's mask) the ids the rules refuse.
     pub fn narrow(&mut self, out: &mut [bool]) {
         let t = &self.e.tables;
+        self.fell_back = false;
         let n = out.len().min(t.exp.len());
         let before: Vec<u32> = (0..n as u32).filter(|&i| out[i as usize]).collect();
         if before.is_empty() {
@@ -210,17 +230,22 @@ impl Layer {
                 }
             }
         }
+        let mut scratch = self.machine.clone();
         for &id in &before {
             let i = id as usize;
-            if run.is_some() && t.is_bytes[i] {
+            if t.is_bytes[i] && run.is_some() {
                 continue;
             }
-            if out[i] && self.refusal(&t.exp[i]).is_some() {
-                out[i] = false;
+            if out[i] {
+                scratch.copy_from(&self.machine);
+                if self.refusal_on(&t.exp[i], &mut scratch).is_some() {
+                    out[i] = false;
+                }
             }
         }
         if !out[..n].iter().any(|&x| x) {
             self.fallbacks += 1;
+            self.fell_back = true;
             for &id in &before {
                 out[id as usize] = true;
             }

@@ -26,9 +26,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench_common import cpu_name
-
 import tct
+from bench_common import cpu_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "workflows" / "workflows.jsonl.gz"
@@ -98,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         from trainer import lint
 
         verdicts = lint.lint_documents([r["json"] for r in recs])
-        recs = [r for r, v in zip(recs, verdicts) if v.passes_semantic]
+        recs = [r for r, v in zip(recs, verdicts, strict=True) if v.passes_semantic]
         out["real_filter"] = "schema-valid and actionlint-semantic-clean"
-    except Exception as e:  # actionlint absent: schema-valid documents only
+    except (ImportError, OSError, tct.TctError) as e:  # no actionlint: schema-valid only
         out["real_filter"] = f"schema-valid only ({type(e).__name__}: {e})"
     recs = recs[: args.docs]
     accepted, rejections = 0, []

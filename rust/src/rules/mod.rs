@@ -314,7 +314,7 @@ impl Rules {
                             Some(n) => Some(name_spec(n, &format!("{kat}/name"))?),
                             None => None,
                         };
-                        if !rules.targets.iter().any(|t| *t == keys_of) {
+                        if !rules.targets.contains(&keys_of) {
                             rules.targets.push(keys_of.clone());
                         }
                         push(

@@ -126,8 +126,11 @@ pub const SHELLS: [&str; 6] = ["bash", "pwsh", "python", "sh", "cmd", "powershel
 
 /// `shell:`: a known shell, or a template with `{0}` (`perl {0}`). Every prefix can still get
 /// a `{0}`, so only the end is checked; no control characters.
+/// A value computed by an expression (`${{ matrix.shell }}`) is checked by GitHub at run time.
 pub fn shell_accepts(s: &[u8]) -> bool {
-    SHELLS.iter().any(|n| n.as_bytes() == s) || s.windows(3).any(|w| w == b"{0}")
+    SHELLS.iter().any(|n| n.as_bytes() == s)
+        || s.windows(3).any(|w| w == b"{0}")
+        || s.windows(3).any(|w| w == b"${{")
 }
 
 /// `uses:` of a step or a job, by which kinds it may take.
@@ -168,7 +171,8 @@ pub fn uses_ok(s: &[u8], kind: UsesKind, complete: bool) -> bool {
         Some(true) => {
             let rest = &s[local.len()..];
             return match kind {
-                UsesKind::Step => !complete || !rest.is_empty(),
+                // `./` alone is the action at the repository's root.
+                UsesKind::Step => true,
                 UsesKind::Job => workflow_file_ok(rest, complete) && !rest.contains(&b'@'),
             };
         }
@@ -325,7 +329,6 @@ mod tests {
             "checkout@v4",
             "a b/c@d",
             "a/b@",
-            "./",
             "a//b@c",
         ] {
             assert!(!uses_ok(s.as_bytes(), Step, true), "{s}");

@@ -9,11 +9,13 @@
 use std::borrow::Cow;
 
 use crate::base::*;
+use crate::compile::header::header_feasible;
+use crate::compile::ir::Bits;
 use crate::compile::ir::{Node, NodeId, ObjSpec};
 use crate::compile::Graph;
 use crate::error::{escape_pointer_token, EncodeError};
 use crate::json::{string_literal_eq, Json};
-use crate::machine::{header_feasible, number_grammar_ok, Bits};
+use crate::numbers::number_grammar_ok;
 
 enum Seg<'v> {
     Key(&'v str),

@@ -585,7 +585,7 @@ pub fn shortest_number(spec: &NumSpec) -> Option<String> {
     cands.sort_by_key(|c| c.len());
     cands
         .into_iter()
-        .find(|c| crate::machine::number_grammar_ok(c, spec.integer) && spec.accepts_value(c))
+        .find(|c| crate::numbers::number_grammar_ok(c, spec.integer) && spec.accepts_value(c))
 }
 
 fn analyse(g: &mut Graph) {

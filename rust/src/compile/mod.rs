@@ -1,6 +1,7 @@
 //! Schema compiler: JSON Schema -> codec graph.
 pub mod atoms;
 pub mod build;
+pub mod header;
 pub mod ir;
 pub mod store;
 

@@ -6,7 +6,10 @@
 
 pub mod corpus;
 pub mod error;
+pub mod matcher;
+pub mod testing;
 pub mod tokenizer;
+pub mod train;
 pub mod vocab;
 
 #[cfg(feature = "python")]

@@ -202,7 +202,7 @@ impl Tokenizer {
     ///   a string value opened by its first run of bytes, the output reserved (1.47 -> 0.84 s);
     /// - plain string values are written straight to the output, escaped per run, with a
     ///   per-id "needs no escaping" flag, and the output is checked to be UTF-8 once at the end
-    ///   instead of per string (`Machine::direct`);
+    ///   instead of per string (`machine::Output::direct`);
     /// - text-only ids in a row go into the open string in one call, each from one load of a
     ///   packed per-id table (`Vocab::text_only`; 0.84 -> 0.78-0.80 s).
     ///

@@ -161,17 +161,9 @@ pub struct Machine {
     g: Arc<Graph>,
     mode: Mode,
     stack: Vec<Frame>,
-    /// The JSON text so far (decoding). Bytes: a string's bytes go in as they come, and the
-    /// whole text is checked to be UTF-8 once, at the end (it always is: every string byte went
-    /// through a UTF-8 automaton).
-    out: Option<Vec<u8>>,
-    /// While the string on top is written straight to `out` (lenient mode with output, when
-    /// nothing needs its bytes at its end: no excluded values, not a unique item; its `buf`
-    /// stays empty): where its opening quote is in `out`, and its length in bytes so far.
-    /// Copying every string into `buf`, then checking and escaping it into `out` at its end,
-    /// made decoding the corpus slower: 0.89 s against 0.81 s (best of 5, A/B in one run;
-    /// medians 1.03 and 0.86 s).
-    direct: Option<(usize, usize)>,
+    /// What only a decoding machine has: its output (`None` for the matcher, its walks and
+    /// the prompt encoder).
+    out: Option<Output>,
     /// Accept closing arrays and maps below their minimum counts (used only to find where a
     /// prompt's open containers close; never for decoding or generation).
     relax_counts: bool,
@@ -188,6 +180,36 @@ pub struct Machine {
     spare: Vec<u8>,
 }
 
+/// A decoding machine's output state.
+#[derive(Clone, Default)]
+struct Output {
+    /// The JSON text so far. Bytes: a string's bytes go in as they come, and the whole text is
+    /// checked to be UTF-8 once, at the end (it always is: every string byte went through a
+    /// UTF-8 automaton).
+    text: Vec<u8>,
+    /// While the string on top is written straight to `text` (lenient mode, when nothing
+    /// needs its bytes at its end: no excluded values, not a unique item; its `buf` stays
+    /// empty): where its opening quote is in `text`, and its length in bytes so far.
+    // Copying every string into `buf`, then checking and escaping it into the text at its
+    // end, made decoding the corpus slower: 0.89 s against 0.81 s (best of 5, A/B in one run;
+    // medians 1.03 and 0.86 s).
+    direct: Option<(usize, usize)>,
+}
+
+// Every writer appends to the text as to a `Vec<u8>` (push, extend, escape into it).
+impl std::ops::Deref for Output {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.text
+    }
+}
+
+impl std::ops::DerefMut for Output {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.text
+    }
+}
+
 impl Machine {
     pub fn new(g: Arc<Graph>, mode: Mode, with_output: bool) -> Machine {
         let root = g.root;
@@ -195,8 +217,7 @@ impl Machine {
             g,
             mode,
             stack: Vec::with_capacity(16),
-            out: with_output.then(Vec::new),
-            direct: None,
+            out: with_output.then(Output::default),
             relax_counts: false,
             below: 0,
             high_water: 0,
@@ -223,10 +244,13 @@ impl Machine {
     /// The JSON text so far, without the string being read (as if it started with the next
     /// token).
     pub fn output(&self) -> Result<&str, String> {
-        let out = self.out.as_deref().unwrap_or_default();
-        let out = match self.direct {
-            Some((at, _)) => out.get(..at).unwrap_or_default(),
-            None => out,
+        let out = match &self.out {
+            Some(Output {
+                text,
+                direct: Some((at, _)),
+            }) => text.get(..*at).unwrap_or_default(),
+            Some(o) => &o.text,
+            None => &[],
         };
         std::str::from_utf8(out).map_err(|_| "internal: the output is not UTF-8".to_string())
     }
@@ -241,7 +265,11 @@ impl Machine {
 
     /// The output text, moved out (the machine keeps an empty one).
     pub fn take_output(&mut self) -> Result<String, String> {
-        let out = self.out.as_mut().map(std::mem::take).unwrap_or_default();
+        let out = self
+            .out
+            .as_mut()
+            .map(|o| std::mem::take(&mut o.text))
+            .unwrap_or_default();
         String::from_utf8(out).map_err(|_| "internal: the output is not UTF-8".to_string())
     }
 
@@ -323,6 +351,17 @@ impl Machine {
         if let Some(o) = &mut self.out {
             o.extend_from_slice(s.as_bytes());
         }
+    }
+
+    /// Whether the string on top is written straight to the output (`Output::direct`).
+    fn writing_direct(&self) -> bool {
+        matches!(
+            self.out,
+            Some(Output {
+                direct: Some(_),
+                ..
+            })
+        )
     }
 
     fn node(&self, n: NodeId) -> &Node {

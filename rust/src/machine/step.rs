@@ -120,7 +120,6 @@ impl Machine {
             stack,
             out,
             spare,
-            direct: direct_at,
             ..
         } = self;
         let mut w = |s: &str| {
@@ -132,7 +131,7 @@ impl Machine {
             Node::Str(spec) => {
                 if direct {
                     if let Some(o) = out {
-                        *direct_at = Some((o.len(), 0));
+                        o.direct = Some((o.len(), 0));
                         o.push(b'"');
                     }
                 }
@@ -304,7 +303,7 @@ impl Machine {
                 G_STR => {
                     if self.can_write_direct(trivial_spec(), false) {
                         if let Some(o) = &mut self.out {
-                            self.direct = Some((o.len(), 0));
+                            o.direct = Some((o.len(), 0));
                             o.push(b'"');
                         }
                     }

@@ -105,7 +105,7 @@ fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
 
 impl Machine {
     /// Whether a string opening now (its value frame on top; `value`: a schema string, not a
-    /// generic one) can be written straight to the output: see `Machine::direct`.
+    /// generic one) can be written straight to the output: see `Output::direct`.
     pub(super) fn can_write_direct(&self, spec: &StrSpec, value: bool) -> bool {
         self.mode == Mode::Lenient
             && self.out.is_some()
@@ -326,11 +326,13 @@ impl Machine {
         };
         // A string written straight out has no excluded values and is no unique item (see
         // `can_write_direct`): only its spec's end condition is left to check.
-        if self.direct.is_some() {
+        if self.writing_direct() {
             if !spec_in(&self.g, kind).accepts_end(st) {
                 return Err("this string does not satisfy its schema".into());
             }
-            self.direct = None;
+            if let Some(o) = &mut self.out {
+                o.direct = None;
+            }
             if let Some(Frame::Str { mut buf, .. }) = self.stack.pop() {
                 buf.clear();
                 self.spare = buf;
@@ -497,20 +499,20 @@ impl Machine {
             return Ok(0);
         };
         self.open_string_value();
-        let Machine {
-            g,
-            stack,
-            out,
-            direct,
-            ..
-        } = self;
+        let Machine { g, stack, out, .. } = self;
         let Some(Frame::Str { kind, st, buf }) = stack.last_mut() else {
             return Ok(0);
         };
         let mut k = 0;
         loop {
             let (bytes, ascii, plain) = run;
-            let len = direct.map_or(buf.len(), |(_, n)| n);
+            let len = match out {
+                Some(Output {
+                    direct: Some((_, n)),
+                    ..
+                }) => *n,
+                _ => buf.len(),
+            };
             if len + bytes.len() > crate::MAX_STRING_BYTES {
                 return Err((k, "string too long".into()));
             }
@@ -522,13 +524,16 @@ impl Machine {
                     }
                 }
             }
-            match (&mut *direct, &mut *out) {
-                (Some((_, n)), Some(out)) => {
+            match out {
+                Some(Output {
+                    text,
+                    direct: Some((_, n)),
+                }) => {
                     *n += bytes.len();
                     if plain {
-                        out.extend_from_slice(bytes);
+                        text.extend_from_slice(bytes);
                     } else {
-                        crate::json::escape_bytes_into(bytes, out);
+                        crate::json::escape_bytes_into(bytes, text);
                     }
                 }
                 _ => buf.extend_from_slice(bytes),
@@ -542,9 +547,9 @@ impl Machine {
     }
 
     /// Where the string on top stands, to undo bytes stepped after it (`restore_string`);
-    /// `None` for a string written straight to the output (see `Machine::direct`).
+    /// `None` for a string written straight to the output (see `Output::direct`).
     pub fn string_checkpoint(&self) -> Option<(StrState, usize)> {
-        if self.direct.is_some() {
+        if self.writing_direct() {
             return None;
         }
         match self.stack.last() {

@@ -179,7 +179,6 @@ impl Machine {
             mode: self.mode,
             stack: self.stack[cut..].to_vec(),
             out: None,
-            direct: None,
             relax_counts: self.relax_counts,
             below: self.below + cut,
             high_water: 0,
@@ -228,7 +227,6 @@ impl Machine {
         self.mode = other.mode;
         self.stack.clone_from(&other.stack);
         self.out.clone_from(&other.out);
-        self.direct = other.direct;
         self.relax_counts = other.relax_counts;
         self.below = other.below;
         self.high_water = other.high_water;

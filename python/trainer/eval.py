@@ -4,7 +4,7 @@
     # -> runs/tiny/eval_report.json and runs/tiny/eval_report.md (--report-dir to put them elsewhere)
 
 What the report holds:
-- `val_loss`, `val_bpb`: trainer.evaluate over every document of `--data` (exact bits per byte of
+- `val_loss`, `val_bpb`: trainer.validation_loss over every document of `--data` (exact bits per byte of
   the compact JSON, comparable across tokenizers).
 - Unconditional samples (from BOS, `--samples N`, constrained by the matcher as in
   trainer.generate): the share that parse as JSON (`json.loads` of the text, independent of tct);
@@ -45,7 +45,6 @@ from tct.shard import ShardError, read_shard
 
 from .checkpoint import CheckpointError
 from .data import BatchLoader, DataError, DocumentSet, TokenizerInfo, load_data
-from .evaluate import evaluate
 from .generate import (
     LoadedModel,
     PromptError,
@@ -56,6 +55,7 @@ from .generate import (
     set_cpu_threads,
 )
 from .sampling import SamplingConfig
+from .validation_loss import validation_loss as score_validation
 from .yaml_output import to_yaml
 
 DEFAULT_SCHEMA = (
@@ -236,7 +236,7 @@ def validation_loss(lm: LoadedModel, val_spec: str, batch_size: int) -> dict[str
         window_format=fmt,
         device=lm.device,
     )
-    result = evaluate(lm.model, loader, lm.autocast())
+    result = score_validation(lm.model, loader, lm.autocast())
     result["val_json_bytes"] = docs.total_json_bytes
     return result
 

@@ -41,10 +41,8 @@ Exit status 2 for a missing, corrupt or mismatched checkpoint and for a bad prom
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -56,144 +54,18 @@ import torch
 
 import tct
 
-from . import checkpoint
-from .checkpoint import CheckpointError
+# Checkpoint loading lives in checkpoint.py; its names stay importable from here.
+from .checkpoint import (  # noqa: F401
+    CheckpointError,
+    LoadedModel,
+    TokenizerMismatchError,
+    load_model,
+    load_tokenizer_for,
+    resolve_checkpoint,
+)
 from .kv_cache import KVCache
-from .model import GPT, GPTConfig
 from .sampling import SamplingConfig, sample_next
 from .yaml_output import to_json, to_yaml
-
-_MODEL_RE = re.compile(r"^model_(\d{6,})\.pt$")
-
-
-class TokenizerMismatchError(CheckpointError):
-    """The tokenizer at hand is not the one the checkpoint was trained with."""
-
-
-# ---- loading a checkpoint ------------------------------------------------------------------------
-
-
-@dataclass
-class LoadedModel:
-    model: GPT
-    tokenizer: tct.Tokenizer
-    meta: dict[str, Any]
-    model_path: Path
-    device: torch.device
-    dtype: torch.dtype
-
-    @property
-    def start_ids(self) -> list[int]:
-        """What the model reads before the document's content: BOS, preceded by the position id
-        of offset 0 when it was trained on `--window-format position` windows."""
-        fmt = self.meta.get("train_config", {}).get("window_format", "plain")
-        if fmt == "position":
-            first, _ = self.meta["tokenizer"]["position_range"]
-            return [int(first), self.tokenizer.bos_id]
-        return [self.tokenizer.bos_id]
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
-
-
-def resolve_checkpoint(spec: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """(model file, meta file) of a run directory's latest checkpoint or of one model file."""
-    p = Path(spec)
-    if p.is_dir():
-        step = checkpoint.latest(p)
-        if step is None:
-            raise CheckpointError(
-                f"{p}: no complete checkpoint (model_NNNNNN.pt + meta_NNNNNN.json)"
-            )
-        paths = checkpoint.paths(p, step)
-        return paths["model"], paths["meta"]
-    if not p.exists():
-        raise CheckpointError(f"{p}: no such checkpoint file or directory")
-    m = _MODEL_RE.match(p.name)
-    if not m:
-        raise CheckpointError(
-            f"{p}: expected a run directory or a model_NNNNNN.pt file written by trainer.train"
-        )
-    meta = p.with_name(f"meta_{m.group(1)}.json")
-    if not meta.is_file():
-        raise CheckpointError(f"{meta}: missing; the model file {p.name} needs its meta beside it")
-    return p, meta
-
-
-def load_tokenizer_for(meta: dict[str, Any], meta_path: Path, spec: str | None) -> tct.Tokenizer:
-    """The tokenizer `spec` (bundled name or file), or the one the checkpoint names; its hash must
-    equal the checkpoint's."""
-    want = meta.get("tokenizer") or {}
-    name = spec or want.get("name")
-    if not name:
-        raise CheckpointError(f"{meta_path}: /tokenizer/name is missing; pass --tokenizer")
-    try:
-        tok = tct.load(name)
-    except (tct.TctError, OSError) as e:
-        raise CheckpointError(
-            f"{meta_path}: cannot load the tokenizer {name!r} ({e}); pass --tokenizer FILE"
-        ) from e
-    if tok.hash != want.get("hash"):
-        raise TokenizerMismatchError(
-            f"{meta_path}: the model was trained with tokenizer {want.get('name')!r} "
-            f"(hash {want.get('hash')}), but the tokenizer given is {tok.name!r} (hash {tok.hash}); "
-            "its ids mean different things. Use the training tokenizer (--tokenizer)."
-        )
-    return tok
-
-
-def load_model(
-    spec: str | os.PathLike[str],
-    tokenizer: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-) -> LoadedModel:
-    """Load a checkpoint for inference. Raises CheckpointError (naming the file) when it is
-    missing, unreadable, corrupt, inconsistent or made for another tokenizer."""
-    model_path, meta_path = resolve_checkpoint(spec)
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{meta_path}: unreadable checkpoint metadata: {e}") from e
-    if not isinstance(meta, dict) or meta.get("format") != "tct-trainer-checkpoint":
-        raise CheckpointError(
-            f"{meta_path}: not a trainer checkpoint (/format is not tct-trainer-checkpoint)"
-        )
-    try:
-        cfg = GPTConfig(**meta["model_config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{meta_path}: bad /model_config: {e}") from e
-    tok = load_tokenizer_for(meta, meta_path, tokenizer)
-    if cfg.vocab_size < tok.vocab_size:
-        raise CheckpointError(
-            f"{meta_path}: the model has {cfg.vocab_size} ids, the tokenizer {tok.vocab_size}"
-        )
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dtype == "auto":
-        torch_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    else:
-        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    try:
-        state = torch.load(model_path, map_location=dev, weights_only=True)
-    except Exception as e:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(
-            f"{model_path}: cannot load (corrupt or not a model file): {e}"
-        ) from e
-    model = GPT(cfg)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as e:
-        raise CheckpointError(
-            f"{model_path}: weights do not fit {meta_path.name}'s config: {e}"
-        ) from e
-    model.to(dev).eval()
-    return LoadedModel(model, tok, meta, model_path, dev, torch_dtype)
-
 
 # ---- prompts -------------------------------------------------------------------------------------
 

@@ -1656,6 +1656,7 @@ mod matcher_tests {
     }
 
     #[test]
+    #[cfg_attr(tct_no_data, ignore = "needs ../shared/data")]
     fn fast_mask_equals_simulation_on_corpus_workflows() {
         let t = bundled();
         let n = t.vocab_size() as usize;

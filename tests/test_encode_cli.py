@@ -534,3 +534,30 @@ def test_fifos_and_symlinks_out_of_the_tree_are_reported(tmp_path):
     r = encode(tree, tmp_path / "f.bin", "--follow-symlinks")
     meta = json.loads((tmp_path / "f.meta.json").read_text())
     assert "link.yml" in meta["documents"]["source"]
+
+
+def test_the_trainer_takes_the_val_shard_written_beside_data(tmp_path):
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+    from trainer.data import load_data
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "workflows"
+    r = run_cli(str(examples), str(tmp_path / "x.bin"), "--val-fraction", "0.2", "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    data = load_data(str(tmp_path / "x.bin"), None, 0.02)
+    assert "x.val.bin, beside --data" in data.val_source
+    n_val = len(tct.read_shard(tmp_path / "x.val.bin"))
+    assert n_val > 0 and data.val is not None and data.val.num_docs == n_val
+    assert data.train.num_docs == len(tct.read_shard(tmp_path / "x.bin"))
+
+
+def test_tct_train_refuses_an_empty_corpus(tmp_path):
+    (tmp_path / "empty").mkdir()
+    full_env = dict(os.environ, PYTHONPATH=str(Path(tct.__file__).absolute().parents[1]))
+    r = subprocess.run(
+        [sys.executable, "-m", "tct.cli_train", str(SCHEMA), str(tmp_path / "empty"),
+         str(tmp_path / "t.tct.json")],
+        capture_output=True, env=full_env, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 2 and b"no documents" in r.stderr
+    assert not (tmp_path / "t.tct.json").exists()

@@ -1,10 +1,10 @@
 """TCT: type-constrained tokenization of JSON documents against their JSON Schema.
 
     >>> import tct
-    >>> tok = tct.Tokenizer.from_schema("schemas/github-workflow.json")
+    >>> tok = tct.load("github-workflow")                 # bundled; or Tokenizer.from_schema(path)
     >>> ids = tok.encode({"on": "push", "jobs": {"build": {"runs-on": "ubuntu-latest", "steps": []}}})
-    >>> json_text, consumed, total = tok.decode(ids)
-    >>> ids, offsets = tok.encode_batch(list_of_docs)      # numpy uint16 / int64, in parallel
+    >>> json_text, consumed, total = tok.decode(ids)      # a `Decoded` named tuple
+    >>> ids, offsets = tok.encode_batch([doc, doc])       # numpy uint16 / int64, in parallel
     >>> m = tok.matcher(); m.advance(ids[0]); m.allowed()  # bool mask of length tok.vocab_size
 
 This module is a thin layer over the Rust extension `tct._tct`. It normalises inputs (schema
@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class TctError(ValueError):
@@ -59,6 +59,26 @@ class EncodeError(TctError):
         self.index = index
 
 
+class CorpusError(TctError):
+    """A corpus (`tct.read_corpus`, `tct-train`) cannot be read, or one of its inputs is not a
+    document. `source` names the input (`path` inside a tree, `FILE:LINE` of a JSONL file)."""
+
+    def __init__(self, message: str, source: str = "") -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class Decoded(NamedTuple):
+    """What `Tokenizer.decode` returns; unpacks as `(json, consumed, total)`."""
+
+    #: Compact JSON text of the first complete document.
+    json: str
+    #: Ids used: a leading BOS, the document's ids and the EOS after it.
+    consumed: int
+    #: `len(ids)`.
+    total: int
+
+
 class DecodeError(TctError):
     """An id sequence does not decode (or an id is not allowed by a `Matcher`).
 
@@ -81,11 +101,15 @@ __version__: str = _tct.__version__
 __all__ = [
     "decode",
     "encode",
+    "read_corpus",
+    "read_yaml",
     "extract_window",
     "load",
     "train",
     "vocab_size",
+    "CorpusError",
     "DecodeError",
+    "Decoded",
     "EncodeError",
     "Encoding",
     "Matcher",
@@ -133,7 +157,7 @@ def _schema_bytes(schema: Any, what: str) -> tuple[bytes, str | None]:
         isinstance(schema, str) and not _looks_like_json_text(schema)
     ):
         path = Path(schema)
-        return path.read_bytes(), str(path)
+        return _read_schema_file(path, what), str(path)
     if isinstance(schema, (bytes, bytearray, memoryview)):
         return bytes(schema), None
     if isinstance(schema, str):
@@ -144,6 +168,14 @@ def _schema_bytes(schema: Any, what: str) -> tuple[bytes, str | None]:
     if isinstance(schema, (Mapping, bool)):
         return _dump_schema(dict(schema) if isinstance(schema, Mapping) else schema, what), None
     raise TypeError(f"{what} must be a path, JSON text or a dict, not {type(schema).__name__}")
+
+
+def _read_schema_file(path: Path, what: str) -> bytes:
+    """A schema file's bytes; a file that cannot be read is a `SchemaError` naming it."""
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise SchemaError(f"{path}: cannot read the {what} file: {e.strerror or e}") from e
 
 
 def _schemastore_uris(schema_id: str, filename: str) -> list[str]:
@@ -173,7 +205,7 @@ def _registry_entries(registry: Any) -> list[tuple[str, bytes]]:
         if not isinstance(item, (str, os.PathLike)):
             raise TypeError(f"registry list items must be paths, not {type(item).__name__}")
         path = Path(item)
-        data = path.read_bytes()
+        data = _read_schema_file(path, "registry")
         try:
             parsed = json.loads(data)
         except ValueError as e:
@@ -304,8 +336,8 @@ class Tokenizer:
         under its `$id` and, for SchemaStore schemas, also under
         `https://json.schemastore.org/NAME` and `https://www.schemastore.org/NAME`.
 
-        Raises `SchemaError` (with `.pointer`) if the schema does not compile, and `OSError` if a
-        file cannot be read.
+        Raises `SchemaError` (with `.pointer`) if the schema does not compile or a schema file
+        cannot be read (the message names the file).
         """
         data, source = _schema_bytes(schema, "schema")
         entries = _registry_entries(registry)
@@ -318,9 +350,10 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Tokenizer:
-        """Load a tokenizer file (written by `save` or by vocabulary training)."""
+        """Load a tokenizer file (written by `save` or by vocabulary training). A file that
+        cannot be read or is not a tokenizer raises `SchemaError` naming it."""
         path = Path(path)
-        return cls(_tct.Tokenizer.from_bytes(path.read_bytes(), str(path)))
+        return cls(_tct.Tokenizer.from_bytes(_read_schema_file(path, "tokenizer"), str(path)))
 
     def to_bytes(self) -> bytes:
         """The tokenizer, serialised (what pickling stores). Deterministic."""
@@ -393,20 +426,27 @@ class Tokenizer:
 
     # -- decoding ---------------------------------------------------------------------------
 
-    def decode(self, ids: Iterable[int]) -> tuple[str, int, int]:
-        """Decode the first complete document: `(json_text, consumed, total)`.
+    def decode(self, ids: Iterable[int]) -> Decoded:
+        """Decode the first complete document: `Decoded(json, consumed, total)`.
 
         `ids`: a list, tuple, numpy integer array or any iterable of ints. A leading BOS and the
         EOS after the document count as consumed; `total` is `len(ids)`. Any input gives either a
         document or `DecodeError` (with `.position`); ids outside the vocabulary included.
         """
-        return self._core.decode(ids)
+        return Decoded(*self._core.decode(ids))
 
     def matcher(self) -> Matcher:
         """A fresh constrained-generation state at the start of a document (no BOS)."""
         return self._core.matcher()
 
     # -- vocabulary -------------------------------------------------------------------------
+
+    @property
+    def schema(self) -> Any:
+        """The JSON Schema this tokenizer was compiled from (a tokenizer file embeds it), parsed,
+        key order kept. A fresh copy on each access: changing it changes nothing here."""
+        schema: Any = json.loads(self._core.to_bytes())["schema"]
+        return schema
 
     @property
     def name(self) -> str:
@@ -569,7 +609,7 @@ def encode(doc: Any) -> list[int]:
     return load().encode(doc)
 
 
-def decode(ids: Iterable[int]) -> tuple[str, int, int]:
+def decode(ids: Iterable[int]) -> Decoded:
     """The seed's API: decode with the bundled `github-workflow` tokenizer."""
     return load().decode(ids)
 
@@ -582,3 +622,65 @@ def vocab_size() -> int:
 def extract_window(ids: Iterable[int], start: int, end: int) -> list[int]:
     """The seed's API: `[position_id(start)] + ids[start:end]` with the bundled tokenizer."""
     return load().extract_window(ids, start, end)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse one YAML document with the YAML 1.2 rules `tct-encode` and `tct-train` use (the
+    corpus' conversion rules): `on:`/`yes`/`no` stay strings (PyYAML reads `on:` as the key
+    `True`), `017` is 17, `1e5` is 100000.0, `1_000` is 1000, `0b101` is 5, and `.inf` becomes
+    the string `"inf"` (JSON has no infinity).
+    Returns Python values (`dict`, `list`, `str`, `int`, `float`, `bool`, `None`). A parse
+    error raises `CorpusError` with the line and column."""
+    if not isinstance(text, str):
+        raise TypeError(f"read_yaml takes YAML text (str), not {type(text).__name__}")
+    try:
+        return json.loads(_tct.read_yaml(text))
+    except ValueError as e:
+        if isinstance(e, json.JSONDecodeError):
+            raise
+        raise CorpusError(str(e)) from e
+
+
+def read_corpus(
+    path: str | os.PathLike[str],
+    field: str | None = None,
+    *,
+    follow_symlinks: bool = False,
+    skip_rejected: bool = False,
+    text: bool = False,
+) -> Iterator[Any]:
+    """Yield the documents of a corpus, read by the same Rust code as `tct-encode`, in its
+    order: a directory tree of `.json`/`.yml`/`.yaml` files (sorted walk), one such file, or a
+    `.jsonl`/`.jsonl.gz` file (one JSON value per line).
+
+    `field`: the document inside each input, a top-level key (`"json"`) or a JSON pointer
+    (`"/payload/doc"`), for records like `{"repo", "path", "yaml", "json"}`; a record whose
+    field is null holds no document and is skipped. An input that is
+    not a document (bad JSON/YAML, missing field, a symlink out of the tree) raises
+    `CorpusError` naming it, or is skipped with `skip_rejected=True`.
+
+    `text=True` yields each document as compact JSON text instead of Python values: exactly
+    what `tct-encode` encodes (a JSON input's number texts such as `1.50` are kept as written;
+    Python floats would respell them `1.5`). `tct.train` and `Tokenizer.encode` accept either."""
+    for doc, _group in _corpus_entries(path, field, None, follow_symlinks, skip_rejected):
+        yield doc if text else json.loads(doc)
+
+
+def _corpus_entries(
+    path: str | os.PathLike[str],
+    field: str | None,
+    group_field: str | None,
+    follow_symlinks: bool = False,
+    skip_rejected: bool = False,
+) -> Iterator[tuple[str, str | None]]:
+    """(compact JSON text, group) of each document of a corpus (see `read_corpus`); `tct-train`
+    uses the groups."""
+    try:
+        reader = _tct.CorpusReader(os.fspath(path), field, follow_symlinks, group_field)
+    except ValueError as e:
+        raise CorpusError(str(e), source=os.fspath(path)) from e
+    for source, doc, error, group in reader:
+        if doc is not None:
+            yield doc, group
+        elif error is not None and not skip_rejected:
+            raise CorpusError(f"{source}: {error}", source=source)

@@ -119,13 +119,36 @@ def encode_corpus(
     shard_index: int = 0,
     max_tokens: int | None = None,
     progress: Callable[[dict[str, Any]], object] | None = None,
+    field: str | None = None,
+    val_group: str | None = None,
+    follow_symlinks: bool = False,
 ) -> dict[str, Any]:
     """Encode a corpus into token shards (docs/shard-format.md) with the GIL released.
 
     `progress` is called with a dict (`items`, `documents`, `rejected`, `skipped_too_long`,
     `tokens`, `input_bytes`, `elapsed_s`, `fraction`, `finished`) about every 200 ms. Returns
     `{"train": counts, "val": counts | None, "outputs": [[bin, idx, meta], ...], "items",
-    "input_bytes", "elapsed_s", "rejected_sample", "tokenizer": (name, hash, vocab_size)}`,
+    "input_bytes", "elapsed_s", "rejected_sample", "fallback_pointers": [(pointer, documents)],
+    "tokenizer": (name, hash, vocab_size)}`,
     where counts has `documents`, `tokens`, `json_bytes`, `fallback_documents`, `rejected` and
     `skipped_too_long`. Usage errors raise `ValueError`, run errors `tct.TctError`.
     """
+
+def read_yaml(text: str) -> str:
+    """One YAML 1.2 document (tct-encode's rules) as compact JSON text; `ValueError` if it
+    does not parse."""
+
+class CorpusReader:
+    """The inputs of a corpus in tct-encode's order: `(source, json_text, error, group)` each,
+    at most one of `json_text` and `error` not `None` (neither: the record's `field` is null);
+    `group` is the record's `group_field`."""
+
+    def __init__(
+        self,
+        input: str,
+        field: str | None = None,
+        follow_symlinks: bool = False,
+        group_field: str | None = None,
+    ) -> None: ...
+    def __iter__(self) -> CorpusReader: ...
+    def __next__(self) -> tuple[str, str | None, str | None, str | None]: ...

@@ -748,7 +748,8 @@ fn check_vocab_fits_u16(py: Python<'_>, tok: &Tokenizer) -> PyResult<()> {
 // Owned by the tct-encode work (rust/src/corpus); called by python/tct/cli_encode.py.
 
 /// `encode_corpus(tokenizer, input, output, *, threads=1, val_fraction=0.0, seed=0,
-/// num_shards=1, shard_index=0, max_tokens=None, progress=None) -> dict`
+/// num_shards=1, shard_index=0, max_tokens=None, progress=None, field=None, val_group=None,
+/// follow_symlinks=False) -> dict`
 ///
 /// Encodes a corpus into token shards (docs/shard-format.md) with the GIL released. `progress`
 /// is called with a dict about every 200 ms (the GIL is taken only for that call, which is also
@@ -756,7 +757,7 @@ fn check_vocab_fits_u16(py: Python<'_>, tok: &Tokenizer) -> PyResult<()> {
 /// The environment variable `TCT_TEST_FAIL_AFTER_DOCS=N` injects a fatal error after N documents
 /// (crash tests).
 #[pyfunction]
-#[pyo3(signature = (tokenizer, input, output, *, threads=1, val_fraction=0.0, seed=0, num_shards=1, shard_index=0, max_tokens=None, progress=None))]
+#[pyo3(signature = (tokenizer, input, output, *, threads=1, val_fraction=0.0, seed=0, num_shards=1, shard_index=0, max_tokens=None, progress=None, field=None, val_group=None, follow_symlinks=false))]
 #[allow(clippy::too_many_arguments)]
 fn encode_corpus<'py>(
     py: Python<'py>,
@@ -770,6 +771,9 @@ fn encode_corpus<'py>(
     shard_index: u64,
     max_tokens: Option<u64>,
     progress: Option<Py<PyAny>>,
+    field: Option<String>,
+    val_group: Option<String>,
+    follow_symlinks: bool,
 ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
     use crate::corpus::{Counts, Options, Progress, RunError, TokenizerInfo};
     use pyo3::types::PyDict;
@@ -790,6 +794,9 @@ fn encode_corpus<'py>(
         shard_index,
         max_tokens,
         fail_after_docs,
+        field,
+        val_group,
+        follow_symlinks,
         ..Options::default()
     };
     let mut callback_error: Option<PyErr> = None;
@@ -865,8 +872,77 @@ fn encode_corpus<'py>(
     out.set_item("input_bytes", summary.input_bytes)?;
     out.set_item("elapsed_s", summary.elapsed_s)?;
     out.set_item("rejected_sample", summary.rejected_sample)?;
+    out.set_item("fallback_pointers", summary.fallback_pointers)?;
     out.set_item("tokenizer", (info.name, info.hash, info.vocab_size))?;
     Ok(out)
+}
+
+/// `read_yaml(text) -> str`: one YAML 1.2 document (the rules `tct-encode` reads corpora
+/// with: `on`/`yes` stay strings, `1e5` and `0b101` are numbers, `.inf` a string) as compact
+/// JSON text. A parse error raises `ValueError` with the line and column.
+#[pyfunction]
+fn read_yaml(py: Python<'_>, text: &str) -> PyResult<String> {
+    let text = text.to_owned();
+    py.detach(move || {
+        let value = crate::corpus::yaml::parse_yaml(&text).map_err(|e| e.to_string())?;
+        let doc = crate::json::Json::from_value(&value).map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        doc.write_compact(&mut out);
+        Ok::<String, String>(out)
+    })
+    .map_err(PyValueError::new_err)
+}
+
+/// `CorpusReader(input, field=None, follow_symlinks=False, group_field=None)`: the documents of
+/// a corpus (a tree of .json/.yml/.yaml files, one such file, a .jsonl/.jsonl.gz file) in
+/// `tct-encode`'s order, read and parsed by the same Rust code. Iterating yields `(source,
+/// json_text, error, group)`: at most one of `json_text` and `error` (why the input is
+/// rejected) is not `None` (neither: the record's `field` is null, it holds no document);
+/// `group` is the input's `group_field`, if it has one.
+#[pyclass(name = "CorpusReader", module = "tct._tct", unsendable)]
+struct PyCorpusReader {
+    input: crate::corpus::sources::Input,
+    field: Option<String>,
+    group_field: Option<String>,
+}
+
+#[pymethods]
+impl PyCorpusReader {
+    #[new]
+    #[pyo3(signature = (input, field=None, follow_symlinks=false, group_field=None))]
+    fn new(
+        input: &str,
+        field: Option<String>,
+        follow_symlinks: bool,
+        group_field: Option<String>,
+    ) -> PyResult<Self> {
+        let input = crate::corpus::sources::Input::open_with(input, false, follow_symlinks)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(PyCorpusReader {
+            input,
+            field,
+            group_field,
+        })
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn __next__(
+        &mut self,
+        py: Python<'_>,
+    ) -> Option<(String, Option<String>, Option<String>, Option<String>)> {
+        let item = self.input.next()?;
+        let (field, group_field) = (self.field.as_deref(), self.group_field.as_deref());
+        let (source, result) = py.detach(|| crate::corpus::read_document(item, field, group_field));
+        Some(match result {
+            Ok(Some((text, group))) => (source, Some(text), None, group),
+            Ok(None) => (source, None, None, None),
+            Err(reason) => (source, None, Some(reason), None),
+        })
+    }
 }
 
 // ---- end of corpus encoding (tct-encode) ----
@@ -879,6 +955,8 @@ fn tct_extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEncoding>()?;
     m.add_class::<PyMatcher>()?;
     m.add_function(wrap_pyfunction!(encode_corpus, m)?)?; // tct-encode
+    m.add_function(wrap_pyfunction!(read_yaml, m)?)?; // tct.read_yaml
+    m.add_class::<PyCorpusReader>()?; // tct.read_corpus
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

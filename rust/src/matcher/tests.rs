@@ -60,6 +60,7 @@ fn check(t: &Tokenizer, m: &mut Matcher, fast: &mut [bool], slow: &mut [bool], a
 }
 
 #[test]
+#[cfg_attr(tct_no_data, ignore = "needs ../shared/data")]
 fn fast_mask_equals_simulation_on_corpus_workflows() {
     let t = bundled();
     let n = t.vocab_size() as usize;

@@ -19,6 +19,7 @@ pub mod compile;
 pub mod encode;
 pub mod json;
 pub mod machine;
+pub mod pool;
 pub mod strings;
 
 /// Longest string (bytes) the decoder accepts: bounds memory whatever the input.

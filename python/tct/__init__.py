@@ -91,6 +91,15 @@ class DecodeError(TctError):
         self.position = position
 
 
+class MatcherBusyError(TctError):
+    """A `Matcher` was used from a second thread while another call on it was running.
+
+    A matcher is a mutable state (like an iterator): share it between threads only with a lock
+    of your own, or give each thread its own `matcher.copy()`. The call that raised did
+    nothing; the matcher is unchanged and stays usable.
+    """
+
+
 # The extension looks the exception classes up in this module, so they are defined first.
 from tct import _tct  # noqa: E402
 from tct._tct import Encoding, Matcher  # noqa: E402
@@ -113,6 +122,7 @@ __all__ = [
     "EncodeError",
     "Encoding",
     "Matcher",
+    "MatcherBusyError",
     "SchemaError",
     "Shard",
     "ShardError",
@@ -227,32 +237,66 @@ def _registry_entries(registry: Any) -> list[tuple[str, bytes]]:
     return entries
 
 
-def _unserialisable_pointer(value: Any) -> str:
-    """JSON pointer of the first value `json.dumps` rejects (NaN/Infinity, a non-JSON type, a
-    string with a lone surrogate). Iterative, so it also works on very deep documents."""
-    stack: list[tuple[Any, str]] = [(value, "")]
+def _unserialisable_pointer(value: Any) -> tuple[str, str | None]:
+    """`(pointer, reason)` of the first value `json.dumps` rejects (NaN/Infinity, a non-JSON
+    type, a string with a lone surrogate, a container that contains itself). `reason` is
+    `"circular reference"` for the last, else `None`; `("", None)` if nothing is found.
+
+    Iterative, so it also works on very deep documents. Containers on the current path are
+    tracked by identity: a value that contains itself is reported where it reappears (instead
+    of being walked forever), while one object used twice side by side is no cycle and is
+    checked once.
+    """
+    on_path: set[int] = set()
+    done: set[int] = set()
+    # Items are (value, pointer) to visit, or (None, id) markers: leaving that container.
+    stack: list[tuple[Any, Any]] = [(value, "")]
     while stack:
         v, pointer = stack.pop()
+        if v is None and isinstance(pointer, int):
+            on_path.discard(pointer)
+            done.add(pointer)
+            continue
         if isinstance(v, float) and not math.isfinite(v):
-            return pointer
+            return pointer, None
         if isinstance(v, str):
             try:
                 v.encode("utf-8")
             except UnicodeEncodeError:
-                return pointer
-        elif isinstance(v, Mapping):
-            children = []
-            for k, child in v.items():
-                if not isinstance(k, (str, int, float, bool)) and k is not None:
-                    return pointer
-                token = str(k).replace("~", "~0").replace("/", "~1")
-                children.append((child, f"{pointer}/{token}"))
-            stack.extend(reversed(children))
-        elif isinstance(v, (list, tuple)):
-            stack.extend((c, f"{pointer}/{i}") for i, c in reversed(list(enumerate(v))))
+                return pointer, None
+        elif isinstance(v, (Mapping, list, tuple)):
+            key = id(v)
+            if key in on_path:
+                return pointer, "circular reference"
+            if key in done:
+                continue
+            on_path.add(key)
+            stack.append((None, key))
+            if isinstance(v, Mapping):
+                children = []
+                for k, child in v.items():
+                    if not isinstance(k, (str, int, float, bool)) and k is not None:
+                        return pointer, None
+                    token = str(k).replace("~", "~0").replace("/", "~1")
+                    children.append((child, f"{pointer}/{token}"))
+                stack.extend(reversed(children))
+            else:
+                stack.extend((c, f"{pointer}/{i}") for i, c in reversed(list(enumerate(v))))
         elif v is not None and not isinstance(v, (bool, int, float)):
-            return pointer
-    return ""
+            return pointer, None
+    return "", None
+
+
+def _check_num_threads(num_threads: Any) -> int | None:
+    """`num_threads` if it is None or a positive int. The core caps it at 4 threads per core
+    (docs/limits.md); clamping here first keeps any Python int inside the core's integer."""
+    if num_threads is None:
+        return None
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int):
+        raise TypeError("num_threads must be an int or None")
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be at least 1, not {num_threads}")
+    return min(num_threads, 1 << 16)
 
 
 def _document_bytes(doc: Any) -> bytes:
@@ -273,8 +317,13 @@ def _document_bytes(doc: Any) -> bytes:
                 "the document nests too deeply to serialise (Python recursion limit)"
             ) from e
         except (TypeError, ValueError) as e:
-            pointer = _unserialisable_pointer(doc)
-            where = f" at {pointer}" if pointer else ""
+            pointer, reason = _unserialisable_pointer(doc)
+            where = f" at {pointer or 'the root'}" if pointer or reason else ""
+            if reason is not None:
+                raise EncodeError(
+                    f"encode error{where}: not JSON: a {reason} (the value contains itself)",
+                    pointer=pointer,
+                ) from None
             raise EncodeError(f"encode error{where}: not JSON: {e}", pointer=pointer) from e
     try:
         return text.encode("utf-8")
@@ -287,7 +336,7 @@ def _document_bytes(doc: Any) -> bytes:
                 f"encode error at byte {offset}: lone surrogate U+{code:04X} is not valid Unicode",
                 offset=offset,
             ) from None
-        pointer = _unserialisable_pointer(doc)
+        pointer, _ = _unserialisable_pointer(doc)
         raise EncodeError(
             f"encode error at {pointer or 'the root'}: a string holds the lone surrogate "
             f"U+{code:04X}, which is not valid Unicode",
@@ -404,14 +453,11 @@ class Tokenizer:
 
         Returns `(ids, offsets)`: numpy `uint16` ids of all documents back to back (no BOS/EOS)
         and `int64` offsets of length `len(docs) + 1`; document `i` is
-        `ids[offsets[i]:offsets[i + 1]]`. `num_threads=None` uses every core. The result does not
-        depend on `num_threads`. The first bad document raises `EncodeError` with `.index`.
+        `ids[offsets[i]:offsets[i + 1]]`. `num_threads=None` uses every core; larger counts are
+        capped at 4 threads per available core (docs/limits.md). The result does not depend on
+        `num_threads`. The first bad document raises `EncodeError` with `.index`.
         """
-        if num_threads is not None:
-            if isinstance(num_threads, bool) or not isinstance(num_threads, int):
-                raise TypeError("num_threads must be an int or None")
-            if num_threads < 1:
-                raise ValueError(f"num_threads must be at least 1, not {num_threads}")
+        num_threads = _check_num_threads(num_threads)
         if isinstance(docs, (str, bytes, Mapping)):
             raise TypeError("encode_batch takes a list of documents; use encode() for one")
         data = []
@@ -545,6 +591,7 @@ def train(
     down, so the vocabulary is spent on what recurs across groups. Without it every occurrence
     counts 1.
     """
+    num_threads = _check_num_threads(num_threads)
     data, source = _schema_bytes(schema, "schema")
     entries = _registry_entries(registry)
     payload = []

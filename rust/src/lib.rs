@@ -23,6 +23,7 @@ pub mod encode;
 pub mod json;
 pub mod machine;
 pub mod numbers;
+pub mod pool;
 pub mod strings;
 
 /// Longest string (bytes) the decoder accepts: bounds memory whatever the input.

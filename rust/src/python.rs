@@ -24,7 +24,7 @@ use numpy::{Element, PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyList, PyString, PyType};
+use pyo3::types::{PyBool, PyBytes, PyList, PyString, PyType};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -125,6 +125,24 @@ where
     Some(Ok(ids))
 }
 
+/// Python's `bool` or numpy's `bool_`: both convert to 0/1 as ints, but a mask or a flag passed
+/// where ids belong is a mistake, not a token sequence.
+fn is_bool(obj: &Bound<'_, PyAny>) -> bool {
+    obj.is_instance_of::<PyBool>()
+        || obj
+            .get_type()
+            .name()
+            .is_ok_and(|n| n.to_str().is_ok_and(|n| n == "bool" || n == "bool_"))
+}
+
+/// A numpy array of dtype bool (`array.dtype.kind == "b"`).
+fn is_bool_array(obj: &Bound<'_, PyAny>) -> bool {
+    obj.getattr("dtype")
+        .and_then(|d| d.getattr("kind"))
+        .and_then(|k| k.extract::<String>())
+        .is_ok_and(|k| k == "b")
+}
+
 /// Convert any sequence of Python ints (a list, a tuple, a numpy integer array, a generator) into
 /// ids, checking every id against the vocabulary.
 fn ids_from_py(obj: &Bound<'_, PyAny>, vocab_size: u32) -> PyResult<Vec<u32>> {
@@ -145,6 +163,11 @@ fn ids_from_py(obj: &Bound<'_, PyAny>, vocab_size: u32) -> PyResult<Vec<u32>> {
             ids.push(list_item_id(py, &item, position, vocab_size)?);
         }
         return Ok(ids);
+    }
+    if is_bool_array(obj) {
+        return Err(PyTypeError::new_err(
+            "ids must be ints, not a bool array (a mask is not a token sequence)",
+        ));
     }
     // numpy fast paths: read the buffer directly instead of boxing every element.
     macro_rules! try_dtype {
@@ -170,6 +193,11 @@ fn list_item_id(
     position: usize,
     vocab_size: u32,
 ) -> PyResult<u32> {
+    if is_bool(item) {
+        return Err(PyTypeError::new_err(format!(
+            "ids[{position}] must be an int, not a bool"
+        )));
+    }
     match item.extract::<i64>() {
         Ok(v) => checked_id(py, i128::from(v), position, vocab_size),
         Err(e) if e.is_instance_of::<PyOverflowError>(py) => Err(decode_error(
@@ -221,6 +249,9 @@ fn ids_to_list<'py>(py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyList>
 /// A single Python int as an id (for `Matcher.advance`). `position` is where it would go.
 fn id_from_py(obj: &Bound<'_, PyAny>, position: usize, vocab_size: u32) -> PyResult<u32> {
     let py = obj.py();
+    if is_bool(obj) {
+        return Err(PyTypeError::new_err("an id must be an int, not a bool"));
+    }
     match obj.extract::<i64>() {
         Ok(v) => checked_id(py, i128::from(v), position, vocab_size),
         Err(e) if e.is_instance_of::<PyOverflowError>(py) => Err(decode_error(
@@ -296,8 +327,10 @@ impl From<Encoding> for PyEncoding {
     }
 }
 
-/// Constrained-generation state (see `Matcher` in the core). Not frozen: `advance` mutates it;
-/// PyO3's borrow flag turns concurrent mutation from two threads into a `RuntimeError`.
+/// Constrained-generation state (see `Matcher` in the core). Not frozen: `advance` mutates it.
+/// `document` releases the GIL while it holds the state, so a second thread can reach the
+/// matcher meanwhile: every method borrows it explicitly and turns a conflict into
+/// `tct.MatcherBusyError` (PyO3's own would be `RuntimeError: Already borrowed`).
 #[pyclass(module = "tct", name = "Matcher")]
 struct PyMatcher {
     inner: Matcher,
@@ -306,97 +339,133 @@ struct PyMatcher {
     steps: usize,
 }
 
+static MATCHER_BUSY_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `tct.MatcherBusyError`: the matcher is in use by a call on another thread.
+fn matcher_busy(py: Python<'_>) -> PyErr {
+    match exception_type(py, &MATCHER_BUSY_ERROR, "MatcherBusyError") {
+        Ok(ty) => PyErr::from_type(
+            ty,
+            (
+                "this Matcher is in use by another thread (a matcher is not shareable: give each \
+              thread its own matcher.copy(), or guard it with a lock)"
+                    .to_string(),
+            ),
+        ),
+        Err(e) => e,
+    }
+}
+
+type MatcherRef<'py> = PyRef<'py, PyMatcher>;
+type MatcherMut<'py> = PyRefMut<'py, PyMatcher>;
+
+fn read<'py>(slf: &Bound<'py, PyMatcher>) -> PyResult<MatcherRef<'py>> {
+    slf.try_borrow().map_err(|_| matcher_busy(slf.py()))
+}
+
+fn write<'py>(slf: &Bound<'py, PyMatcher>) -> PyResult<MatcherMut<'py>> {
+    slf.try_borrow_mut().map_err(|_| matcher_busy(slf.py()))
+}
+
 #[pymethods]
 impl PyMatcher {
     /// Feed one id. Raises `DecodeError` (and leaves the state unchanged) if it is not allowed.
-    fn advance(&mut self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<()> {
-        let id = id_from_py(id, self.steps, self.vocab_size)?;
-        self.inner.advance(id).map_err(|e| decode_error(py, e))?;
-        self.steps += 1;
+    fn advance(slf: &Bound<'_, Self>, id: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let mut this = write(slf)?;
+        let id = id_from_py(id, this.steps, this.vocab_size)?;
+        this.inner.advance(id).map_err(|e| decode_error(py, e))?;
+        this.steps += 1;
         Ok(())
     }
 
     /// Boolean mask of length `vocab_size`: `True` for every id that keeps the sequence valid.
     /// A fresh array, written in place (no intermediate buffer: the mask is most of a step's
     /// cost inside strings).
-    fn allowed<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
-        let arr = PyArray1::<bool>::zeros(py, self.vocab_size as usize, false);
+    fn allowed<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<bool>>> {
+        let mut this = write(slf)?;
+        let arr = PyArray1::<bool>::zeros(slf.py(), this.vocab_size as usize, false);
         {
             let mut view = arr.readwrite();
             // A fresh C-contiguous array: `as_slice_mut` cannot fail.
             if let Ok(mask) = view.as_slice_mut() {
-                self.inner.fill_allowed(mask);
+                this.inner.fill_allowed(mask);
             }
         }
-        arr
+        Ok(arr)
     }
 
     /// Write the mask into `out` (a writable, contiguous bool array of length `vocab_size`),
     /// for sampling loops that reuse one buffer.
-    fn allowed_into(&mut self, out: &Bound<'_, PyArray1<bool>>) -> PyResult<()> {
+    fn allowed_into(slf: &Bound<'_, Self>, out: &Bound<'_, PyArray1<bool>>) -> PyResult<()> {
+        let mut this = write(slf)?;
         let mut view = out
             .try_readwrite()
             .map_err(|e| PyValueError::new_err(format!("out is not writable: {e}")))?;
         let mask = view
             .as_slice_mut()
             .map_err(|_| PyValueError::new_err("out must be a contiguous array"))?;
-        if mask.len() != self.vocab_size as usize {
+        if mask.len() != this.vocab_size as usize {
             return Err(PyValueError::new_err(format!(
                 "out has length {}, the vocabulary {}",
                 mask.len(),
-                self.vocab_size
+                this.vocab_size
             )));
         }
-        self.inner.fill_allowed(mask);
+        this.inner.fill_allowed(mask);
         Ok(())
     }
 
-    fn is_complete(&self) -> bool {
-        self.inner.is_complete()
+    fn is_complete(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        Ok(read(slf)?.inner.is_complete())
     }
 
     /// What the matcher waits for next (`"object"`, `"string"`, ...): for profiling.
-    fn top_kind(&self) -> &'static str {
-        self.inner.top_kind()
+    fn top_kind(slf: &Bound<'_, Self>) -> PyResult<&'static str> {
+        Ok(read(slf)?.inner.top_kind())
     }
 
     /// The valid document nearest the current prefix, as compact JSON.
     #[pyo3(signature = (complete = true))]
-    fn document(&self, py: Python<'_>, complete: bool) -> PyResult<String> {
-        let inner = &self.inner;
+    fn document(slf: &Bound<'_, Self>, complete: bool) -> PyResult<String> {
+        let py = slf.py();
+        let this = read(slf)?;
+        let inner = &this.inner;
         py.detach(|| inner.document(complete))
             .map_err(|e| decode_error(py, e))
     }
 
     /// Number of ids accepted so far.
     #[getter]
-    fn position(&self) -> usize {
-        self.steps
+    fn position(slf: &Bound<'_, Self>) -> PyResult<usize> {
+        Ok(read(slf)?.steps)
     }
 
     /// An independent copy (for beam search or backtracking).
-    fn copy(&self) -> Self {
-        PyMatcher {
-            inner: self.inner.clone(),
-            vocab_size: self.vocab_size,
-            steps: self.steps,
-        }
+    fn copy(slf: &Bound<'_, Self>) -> PyResult<Self> {
+        let this = read(slf)?;
+        Ok(PyMatcher {
+            inner: this.inner.clone(),
+            vocab_size: this.vocab_size,
+            steps: this.steps,
+        })
     }
 
-    fn __copy__(&self) -> Self {
-        self.copy()
+    fn __copy__(slf: &Bound<'_, Self>) -> PyResult<Self> {
+        Self::copy(slf)
     }
 
-    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> Self {
-        self.copy()
+    fn __deepcopy__(slf: &Bound<'_, Self>, _memo: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Self::copy(slf)
     }
 
-    fn __repr__(&self) -> String {
-        format!(
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let this = read(slf)?;
+        Ok(format!(
             "Matcher(position={}, complete={})",
-            self.steps,
-            self.inner.is_complete()
-        )
+            this.steps,
+            this.inner.is_complete()
+        ))
     }
 }
 
@@ -657,7 +726,17 @@ impl PyTokenizer {
                 ids.len()
             )));
         }
-        Ok(self.inner.extract_window(&ids, start, end))
+        let window = self.inner.extract_window(&ids, start, end);
+        // The position id must lie in `position_range` (starts past the last bucket share its
+        // id); a tokenizer without position ids has none to give.
+        let (first, last) = self.inner.position_range();
+        match window.first() {
+            Some(&p) if (first..last).contains(&p) => Ok(window),
+            _ => Err(PyValueError::new_err(format!(
+                "window start {start} has no position id: this tokenizer's position ids are \
+                 {first}..{last}"
+            ))),
+        }
     }
 
     #[getter]
@@ -787,7 +866,9 @@ fn encode_corpus<'py>(
         Err(_) => None,
     };
     let opts = Options {
-        threads,
+        // Capped like every other thread count (see `pool`): `--threads 100000` used to start
+        // threads until the machine ran out of pids. 0 stays 0, for the usage error.
+        threads: threads.min(crate::pool::max_threads()),
         val_fraction,
         seed,
         num_shards,

@@ -42,14 +42,22 @@ impl Tokenizer {
                 })
                 .collect::<Result<Vec<Vec<u32>>, (usize, EncodeError)>>()
         };
-        let streams = match opts.num_threads {
-            Some(n) if n > 0 => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
-                Ok(pool) => pool.install(encode_all),
-                Err(_) => encode_all(),
-            },
-            _ => encode_all(),
-        }
-        .map_err(|(i, e)| TctTrainError::Document(i, e))?;
+        // Every parallel step (encoding, then the vocabulary's) runs on one capped pool of this
+        // process: rayon's global pool hangs in a forked child (see `pool`).
+        crate::pool::install(opts.num_threads, || {
+            Self::train_on_pool(schema, registry, opts, &base, encode_all)
+        })
+    }
+
+    fn train_on_pool(
+        schema: &Value,
+        registry: &[(String, Value)],
+        opts: &TrainOptions,
+        base: &Tokenizer,
+        encode_all: impl FnOnce() -> Result<Vec<Vec<u32>>, (usize, EncodeError)>,
+    ) -> Result<Tokenizer, crate::error::TctTrainError> {
+        use crate::error::TctTrainError;
+        let streams = encode_all().map_err(|(i, e)| TctTrainError::Document(i, e))?;
         let n_sel = base.vocab().n_sel();
         let mut cfg = crate::vocab::TrainConfig::new(n_sel, opts.vocab_size);
         if let Some(d) = opts.dictionary_size {

@@ -1,28 +1,35 @@
-"""TCT against byte-level BPE: the same GPT, parameter count, steps and documents, two tokenizers.
+"""TCT against byte-level BPE at equal compute: one command, both arms, one report.
 
-    PYTHONPATH=python python benches/compare_bpe.py                       # CPU, tiny: a few minutes
-    PYTHONPATH=python python benches/compare_bpe.py --preset small --docs 20000 --max-steps 2000 \\
-        --device cuda --out runs/compare-small                           # a GPU
+    PYTHONPATH=python python benches/quality.py --data ../shared/data/workflows/workflows.jsonl.gz \
+        --preset tiny --steps 300 --samples 100 --docs 3000 --out runs/quality   # CPU, minutes
+    python benches/quality.py --data CORPUS.jsonl.gz --preset small --steps 2000 --samples 200 \
+        --device cuda --out runs/quality-small                                  # a GPU
 
 What it does, in order:
-1. Reads `--docs` workflows from the development corpus as compact JSON and splits them by a hash
-   of their position into train and validation (`--val-fraction`); both tokenizers get exactly
-   these documents.
+1. Reads `--docs` workflows (JSONL(.gz) records with `json`, and `repo` when present) and splits
+   them *by repository* (crc32 of `repo`, `--val-fraction` of the repositories; records without
+   `repo` are their own group): near-identical versions of one workflow live in one repository,
+   so a split by document would leak. Both arms get exactly these documents.
 2. TCT: `tct-encode --tokenizer github-workflow` over each split. BPE: HF `tokenizers` byte-level
-   BPE (GPT-2 pre-tokenizer) with a vocabulary of 8,192 including `<pad> <bos> <eos>`, trained on
-   the training split only, written in the same shard format (tests/trainer_shards.make_shard).
-   Both vocabularies are 8,192, so both models have the same parameter count (checked).
-3. Trains both with `trainer.train` (same preset, flags, seed and steps) and evaluates each on its
-   whole validation split: bits per byte of the same compact-JSON bytes (checked equal), so the
-   two numbers compare directly.
-4. Samples `--samples` documents from each model at temperature 1 from BOS: the BPE model
-   *without* any mask (what a plain BPE model gives), TCT under its matcher (trainer.generate).
-   Reports the share that parse as JSON and the share valid against the schema (jsonschema
-   Draft7Validator), and the share complete (EOS) before `--max-tokens`.
+   BPE with 8,192 ids including `<pad> <bos> <eos>`, trained on the training split's compact JSON,
+   written in the same shard format. Same vocabulary size, so the same parameter count (checked).
+3. Trains the same GPTConfig (`--preset`, same steps, batch, context, seed) on each: equal FLOPs.
+4. Evaluates each on its whole validation split: bits per byte of the same compact-JSON bytes
+   (checked equal). For TCT also the masked, renormalised model's bits per byte
+   (trainer.distortion.masked_nats: the likelihood the masked sampler uses).
+5. Samples `--samples` documents from each at temperature 1 from BOS (TCT under the matcher, BPE
+   unconstrained), and measures: parse (JSON), schema_valid (the tokenizer's embedded schema,
+   Draft7Validator), complete (EOS before `--max-tokens`), lint_all / lint_semantic (actionlint,
+   trainer.lint; unparsable samples fail), distinct (distinct documents / samples), novel
+   (parsable samples that are not a training document / samples that parse). For TCT, the
+   distortion of masked sampling (trainer.distortion). A third arm, BPE constrained by
+   `llguidance` with the same schema, is not implemented; the report says so when the package is
+   installed.
+6. The reference row: actionlint over the real validation documents (the ceiling).
 
-The result goes to stdout as a Markdown table and to `--out/compare_bpe.json`, with the device and
-model named. A tiny model trained for a hundred steps is far from converged: the comparison is
-small but honest (same budget for both); scale it with --preset small on a GPU.
+Writes `DIR/quality.json` (`{"arms": {"tct": A, "bpe": A}, "reference": {...}, ...}`, shares are
+fractions in [0, 1]) and `DIR/quality.md`. `train_docs_seen` is the training tokens divided by the
+mean tokens per training document (documents' worth of tokens the model read).
 """
 
 from __future__ import annotations
@@ -40,9 +47,13 @@ from typing import Any
 import numpy as np
 import torch
 
+import tct
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the numpy shard writer the tests use
-from trainer.eval import DEFAULT_SCHEMA, check_samples, make_validator  # noqa: E402
+from trainer import lint  # noqa: E402
+from trainer.distortion import masked_nats, sample_distortion  # noqa: E402
+from trainer.eval import canonical, check_samples, make_validator  # noqa: E402
 from trainer.generate import Sample, generate, load_model  # noqa: E402
 from trainer.kv_cache import KVCache  # noqa: E402
 from trainer.metrics import device_name, read_metrics  # noqa: E402
@@ -55,23 +66,35 @@ BPE_VOCAB = 8192
 SPECIALS = ["<pad>", "<bos>", "<eos>"]  # ids 0, 1, 2
 
 
-def read_docs(path: Path, n: int) -> list[str]:
+def read_docs(path: Path, n: int) -> list[tuple[str, str | None]]:
+    """(compact JSON, repo or None) of the first `n` records (`n` <= 0: all)."""
+    opener = gzip.open if path.suffix == ".gz" else open
     docs = []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
+    with opener(path, "rt", encoding="utf-8") as f:
         for line in f:
+            if not line.strip():
+                continue
             rec = json.loads(line)
-            docs.append(json.dumps(rec["json"], separators=(",", ":"), ensure_ascii=False))
+            doc = rec["json"] if isinstance(rec, dict) and "json" in rec else rec
+            repo = rec.get("repo") if isinstance(rec, dict) else None
+            docs.append((json.dumps(doc, separators=(",", ":"), ensure_ascii=False), repo))
             if len(docs) == n:
                 break
     return docs
 
 
-def split(docs: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
-    """Deterministic by position (crc32), so every run and both tokenizers get the same split."""
-    is_val = [zlib.crc32(str(i).encode()) / 2**32 < val_fraction for i in range(len(docs))]
-    return [d for d, v in zip(docs, is_val, strict=True) if not v], [
-        d for d, v in zip(docs, is_val, strict=True) if v
-    ]
+def split(docs: list[tuple[str, str | None]], val_fraction: float) -> tuple[list[str], list[str]]:
+    """By repository (crc32 of `repo`; a record without one is its own group): deterministic, and
+    no repository has documents on both sides."""
+
+    def is_val(i: int, repo: str | None) -> bool:
+        key = f"repo:{repo}" if repo is not None else f"doc:{i}"
+        return zlib.crc32(key.encode()) / 2**32 < val_fraction
+
+    train, val = [], []
+    for i, (text, repo) in enumerate(docs):
+        (val if is_val(i, repo) else train).append(text)
+    return train, val
 
 
 def tct_shards(train: list[str], val: list[str], out: Path) -> tuple[Path, Path]:
@@ -142,7 +165,7 @@ def shard_stats(path: Path) -> dict[str, Any]:
 
 def train_one(data: Path, val: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     argv = ["--data", str(data), "--val-data", str(val), "--preset", args.preset]
-    argv += ["--max-steps", str(args.max_steps), "--eval-every", "0", "--seed", str(args.seed)]
+    argv += ["--max-steps", str(args.steps), "--eval-every", "0", "--seed", str(args.seed)]
     argv += ["--eval-tokens", str(1 << 40), "--device", args.device, "--out", str(out)]
     argv += ["--no-progress", "--save-every", "0"]
     if args.sequence_len:
@@ -199,35 +222,131 @@ def sample_bpe(
     return [Sample(tok.decode(ids[r]), not done[r], ids[r]) for r in range(n)]
 
 
-def main(argv: list[str] | None = None) -> int:
+def lint_shares(parsed: list[Any]) -> dict[str, Any]:
+    """actionlint pass shares over all samples: one that does not parse fails both."""
+    docs = [d for d in parsed if d is not None]
+    try:
+        results = lint.lint_documents(docs)
+    except lint.LintError as e:
+        return {"lint_all": None, "lint_semantic": None, "lint_error": str(e)}
+    n = len(parsed)
+    summary = lint.summarize(results)
+    return {
+        "lint_all": sum(r.passes_all for r in results) / n if n else None,
+        "lint_semantic": sum(r.passes_semantic for r in results) / n if n else None,
+        "lint_kinds": summary["kinds"],
+    }
+
+
+def sample_report(samples: list[Sample], validator: Any, train_keys: set[str]) -> dict[str, Any]:
+    checked = check_samples(samples, validator)
+    parsed = checked.pop("parsed")
+    keys = [canonical(d) for d in parsed if d is not None]
+    n = len(samples)
+    return {
+        "n": n,
+        "parse": checked["valid_json"],
+        "schema_valid": checked["schema_valid"],
+        "complete": checked["complete"],
+        **lint_shares(parsed),
+        "distinct": len(set(keys)) / n if n else None,
+        "novel": sum(k not in train_keys for k in keys) / len(keys) if keys else None,
+        "mean_tokens": float(np.mean([x.tokens for x in samples])) if samples else None,
+    }
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def num(x: float | None, fmt: str = ".4f") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    arms, ref = report["arms"], report["reference"]
+    names = list(arms)
+    head = " | ".join(names)
+    lines = [
+        f"# TCT vs byte-level BPE at equal compute ({report['preset']}, {report['steps']} steps)",
+        "",
+        f"{report['documents']['train']} training / {report['documents']['val']} validation "
+        f"workflows split by repository; {report['machine']}; {report['seconds']:.0f} s.",
+        "",
+        f"| | {head} | real workflows |",
+        "| --- |" + " --- |" * (len(names) + 1),
+    ]
+
+    def row(label: str, get: Any, fmt: Any, ref_value: str = "") -> None:
+        lines.append(
+            f"| {label} | " + " | ".join(fmt(get(arms[a])) for a in names) + f" | {ref_value} |"
+        )
+
+    row("parameters", lambda a: a["params"], lambda x: f"{x / 1e6:.2f}M")
+    row("training tokens", lambda a: a["train_tokens"], lambda x: f"{x:,}")
+    row("training documents seen", lambda a: a["train_docs_seen"], lambda x: f"{x:,.0f}")
+    row("validation bits per byte", lambda a: a["val_bpb"], num)
+    row("validation bits per byte, masked", lambda a: a["val_bpb_masked"], num)
+    row("training tokens/s", lambda a: a["tokens_per_s"], lambda x: f"{x:,.0f}")
+    row("samples", lambda a: a["samples"]["n"], str, str(ref["n"]))
+    row("parse as JSON", lambda a: a["samples"]["parse"], pct)
+    row("schema-valid", lambda a: a["samples"]["schema_valid"], pct)
+    row("complete (EOS) before max tokens", lambda a: a["samples"]["complete"], pct)
+    row("pass actionlint", lambda a: a["samples"]["lint_all"], pct, pct(ref["lint_all"]))
+    row(
+        "pass actionlint's semantic checks",
+        lambda a: a["samples"]["lint_semantic"],
+        pct,
+        pct(ref["lint_semantic"]),
+    )
+    row("distinct", lambda a: a["samples"]["distinct"], pct)
+    row("novel", lambda a: a["samples"]["novel"], pct)
+    row(
+        "mass on allowed ids (mean)",
+        lambda a: (a["distortion"] or {}).get("feasible_mass_mean"),
+        lambda x: num(x, ".3f"),
+    )
+    row(
+        "unmasked argmax forbidden",
+        lambda a: (a["distortion"] or {}).get("argmax_forbidden"),
+        pct,
+    )
+    lines += [""] + [f"- {n}" for n in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--corpus", default=str(CORPUS))
-    p.add_argument("--docs", type=int, default=1000, help="documents read from the corpus")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--data", default=str(CORPUS), help="corpus: JSONL(.gz) records with `json`")
+    p.add_argument("--docs", type=int, default=3000, help="records read (0: all)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of repositories")
     p.add_argument("--preset", default="tiny")
-    p.add_argument("--max-steps", type=int, default=100)
+    p.add_argument("--steps", type=int, default=200)
     p.add_argument("--sequence-len", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--samples", type=int, default=50)
-    p.add_argument("--max-tokens", type=int, default=512, help="ids per sample, both tokenizers")
-    p.add_argument("--schema", default=str(DEFAULT_SCHEMA))
+    p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--max-tokens", type=int, default=512, help="ids per sample, both arms")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="runs/compare-bpe")
-    args = p.parse_args(argv)
+    p.add_argument("--out", default="runs/quality")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.device == "cpu":
         # One thread: on the shared 2-core box, two spinning OpenMP threads were measured 5x
         # slower for training (tests/test_trainer.py) and 19x slower for generation.
         torch.set_num_threads(1)
-
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} is not empty; pass another --out")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    docs = read_docs(Path(args.corpus), args.docs)
-    train, val = split(docs, args.val_fraction)
-    print(f"{len(train)} training and {len(val)} validation documents from {args.corpus}")
+    train, val = split(read_docs(Path(args.data), args.docs), args.val_fraction)
+    if not train or not val:
+        raise SystemExit(f"{len(train)} training / {len(val)} validation documents: need both")
+    print(f"{len(train)} training and {len(val)} validation documents from {args.data}")
 
     tct_train, tct_val = tct_shards(train, val, out)
     bpe = train_bpe(train)
@@ -242,82 +361,84 @@ def main(argv: list[str] | None = None) -> int:
         if a != b:
             raise SystemExit(f"{part}: TCT counts {a} JSON bytes, BPE {b}: not the same documents")
 
-    results: dict[str, Any] = {}
-    validator = make_validator(Path(args.schema))
+    train_keys = {canonical(json.loads(d)) for d in train}
+    val_docs = [json.loads(d) for d in val]
+    arms: dict[str, Any] = {}
+    validator = None
+    configs = {}
     for name, (tr, va) in {"tct": (tct_train, tct_val), "bpe": (bpe_train, bpe_val)}.items():
         print(f"--- training on {name} ---")
-        final = train_one(tr, va, out / f"run-{name}", args)
-        lm = load_model(out / f"run-{name}", device=args.device) if name == "tct" else None
-        t_s = time.perf_counter()
-        if lm is not None:
+        run = out / f"run-{name}"
+        final = train_one(tr, va, run, args)
+        meta = json.loads(next(run.glob("meta_*.json")).read_text())
+        configs[name] = meta["model_config"]
+        tc = meta.get("train_config", {})
+        train_tokens = int(final.get("tokens") or 0)
+        per_doc = stats[name]["train"]["tokens"] / stats[name]["train"]["documents"]
+        arm: dict[str, Any] = {
+            "params": None,
+            "train_tokens": train_tokens,
+            "train_docs_seen": train_tokens / per_doc if per_doc else None,
+            "val_bpb": final["val_bpb"],
+            "val_bpb_masked": None,
+            "tokens_per_s": final.get("tokens_per_s"),
+            "batch_size": tc.get("batch_size"),
+            "sequence_len": configs[name].get("sequence_len"),
+            "train_seconds": final["train_seconds"],
+            "distortion": None,
+        }
+        if name == "tct":
+            lm = load_model(run, device=args.device)
+            validator = make_validator(lm.tokenizer)
+            arm["params"] = lm.model.num_params()
+            shard = tct.read_shard(tct_val)
+            m = masked_nats(lm, (shard.doc(i) for i in range(len(shard))))
+            arm["val_bpb_masked"] = m["masked_nats"] / np.log(2) / stats["tct"]["val"]["json_bytes"]
+            arm["val_bpb_same_pass"] = m["nats"] / np.log(2) / stats["tct"]["val"]["json_bytes"]
             samples, _ = generate(
                 lm, args.samples, SamplingConfig(), max_tokens=args.max_tokens, seed=args.seed
             )
-            params = lm.model.num_params()
+            d = sample_distortion(lm, samples)
+            arm["distortion"] = d
         else:
-            samples = sample_bpe(
-                out / f"run-{name}", bpe, args.samples, args.max_tokens, args.seed, args.device
-            )
-            params = None
-        checked = check_samples(samples, validator)
-        checked.pop("parsed")
-        results[name] = {
-            "val_bpb": final["val_bpb"],
-            "val_loss": final["val_loss"],
-            "train_loss": final["train_loss"],
-            "train_seconds": final["train_seconds"],
-            "tokens_per_s": final["tokens_per_s"],
-            "sampling_seconds": time.perf_counter() - t_s,
-            "params": params,
-            **{k: checked[k] for k in ("samples", "valid_json", "schema_valid", "complete")},
-            "masked": name == "tct",
-            **stats[name],
-        }
-    # Same architecture and vocabulary size: the same parameter count.
-    bpe_meta = json.loads(next((out / "run-bpe").glob("meta_*.json")).read_text())
-    tct_meta = json.loads(next((out / "run-tct").glob("meta_*.json")).read_text())
-    if bpe_meta["model_config"] != tct_meta["model_config"]:
+            samples = sample_bpe(run, bpe, args.samples, args.max_tokens, args.seed, args.device)
+        arm["samples"] = sample_report(samples, validator, train_keys)
+        arms[name] = arm
+    if configs["tct"] != configs["bpe"]:
         raise SystemExit("the two models differ in shape: not a fair comparison")
-    results["bpe"]["params"] = results["tct"]["params"]
+    arms["bpe"]["params"] = arms["tct"]["params"]
 
+    notes = []
+    import importlib.util
+
+    if importlib.util.find_spec("llguidance") is not None:
+        notes.append("llguidance is installed, but the constrained-BPE arm is not implemented")
+    else:
+        notes.append("no constrained-BPE arm: llguidance is not installed")
+    try:
+        ref_summary = lint.lint_summary(val_docs)
+    except lint.LintError as e:
+        ref_summary = {"n": len(val_docs), "lint_all": None, "lint_semantic": None, "error": str(e)}
+    reference = {k: ref_summary.get(k) for k in ("n", "lint_all", "lint_semantic", "kinds")}
+    dev = torch.device(args.device if args.device != "auto" else "cpu")
     report = {
-        "device": device_name(torch.device(args.device if args.device != "auto" else "cpu")),
-        "model": tct_meta["model_config"],
+        "arms": arms,
+        "reference": reference,
         "preset": args.preset,
-        "steps": args.max_steps,
+        "steps": args.steps,
+        "model": configs["tct"],
         "documents": {"train": len(train), "val": len(val)},
-        "results": results,
+        "split": "by repository",
+        "shards": stats,
+        "machine": device_name(dev),
+        "notes": notes,
         "seconds": time.perf_counter() - t0,
     }
-    (out / "compare_bpe.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    t, b = results["tct"], results["bpe"]
-
-    def pct(x: float | None) -> str:
-        return "n/a" if x is None else f"{100 * x:.1f}%"
-
-    print(
-        f"\nTCT vs byte-level BPE: {args.preset} preset ({t['params'] / 1e6:.2f}M parameters each), "
-        f"{args.max_steps} steps, {len(train)} training / {len(val)} validation workflows, "
-        f"{report['device']}\n"
-    )
-    print("| | TCT (github-workflow, 8192) | byte-level BPE (8192) |")
-    print("| --- | --- | --- |")
-    print(f"| validation bits per byte | {t['val_bpb']:.4f} | {b['val_bpb']:.4f} |")
-    print(f"| validation loss (nats/token) | {t['val_loss']:.4f} | {b['val_loss']:.4f} |")
-    print(
-        f"| tokens per document (mean / median) | {t['val']['tokens_per_doc_mean']:.0f} / "
-        f"{t['val']['tokens_per_doc_median']:.0f} | {b['val']['tokens_per_doc_mean']:.0f} / "
-        f"{b['val']['tokens_per_doc_median']:.0f} |"
-    )
-    print(f"| samples | {t['samples']} (masked) | {b['samples']} (no mask) |")
-    print(f"| samples that parse as JSON | {pct(t['valid_json'])} | {pct(b['valid_json'])} |")
-    print(
-        f"| samples valid against the schema | {pct(t['schema_valid'])} | {pct(b['schema_valid'])} |"
-    )
-    print(
-        f"| samples complete before {args.max_tokens} ids | {pct(t['complete'])} | {pct(b['complete'])} |"
-    )
-    print(f"\nreport: {out / 'compare_bpe.json'} ({report['seconds']:.0f} s)")
+    (out / "quality.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    md = markdown(report)
+    (out / "quality.md").write_text(md, encoding="utf-8")
+    print(md)
+    print(f"reports: {out / 'quality.json'}, {out / 'quality.md'}")
     return 0
 
 

@@ -98,12 +98,20 @@ def sample_distortion(
 
 
 def masked_nats(lm: LoadedModel, docs_ids: Iterable[Sequence[int]]) -> dict[str, Any]:
-    """Plain and masked negative log-likelihood (nats, summed) of documents given as content ids
-    (no BOS/EOS), EOS scored; with the number of scored tokens."""
+    """Plain and masked negative log-likelihood (nats, summed) of documents given as ids (a
+    leading BOS and trailing EOS, as in shards, are dropped), EOS scored; with the number of
+    scored tokens."""
     plain = masked = 0.0
     tokens = 0
+    bos, eos = lm.tokenizer.bos_id, lm.tokenizer.eos_id
     for ids in docs_ids:
-        logp, allowed, targets = _replay(lm, (), list(ids), eos=True)
+        ids = [int(t) for t in ids]
+        # Shard documents carry their BOS and EOS; the replay adds its own.
+        if ids and ids[0] == bos:
+            ids = ids[1:]
+        if ids and ids[-1] == eos:
+            ids = ids[:-1]
+        logp, allowed, targets = _replay(lm, (), ids, eos=True)
         lp = logp.gather(1, targets[:, None])[:, 0].double()
         norm = torch.where(allowed, logp, torch.full_like(logp, -math.inf)).logsumexp(-1).double()
         plain -= float(lp.sum())

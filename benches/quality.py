@@ -136,7 +136,9 @@ def bpe_shards(tok: Any, train: list[str], val: list[str], out: Path) -> tuple[P
             make_shard(
                 out / f"bpe-{name}.bin",
                 ids,
-                tok.get_vocab_size(),
+                # A small training split can stop BPE short of 8,192 merges: the ids above stay
+                # unused, so both models keep the same shape (and parameter count).
+                max(BPE_VOCAB, tok.get_vocab_size()),
                 [len(d.encode("utf-8")) for d in docs],
                 pad_id=0,
                 bos_id=1,

@@ -434,7 +434,9 @@ class Tokenizer:
     @property
     def registry(self) -> dict[str, Any]:
         """The registered schemas that remote `$ref`s resolve against: URI -> schema."""
-        return {e["uri"]: e["schema"] for e in json.loads(self._core.to_bytes()).get("registry", [])}
+        return {
+            e["uri"]: e["schema"] for e in json.loads(self._core.to_bytes()).get("registry", [])
+        }
 
     @property
     def vocab_size(self) -> int:

@@ -510,14 +510,6 @@ class Tokenizer:
         return self._core.warnings
 
     @property
-    def schema(self) -> Any:
-        """The JSON Schema the tokenizer was compiled from (a fresh parsed copy per call).
-
-        The tokenizer embeds it, so a tokenizer file alone is enough to validate what it decodes.
-        """
-        return json.loads(self._core.to_bytes())["schema"]
-
-    @property
     def registry(self) -> dict[str, Any]:
         """The registered schemas that remote `$ref`s resolve against: URI -> schema."""
         return {

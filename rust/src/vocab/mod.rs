@@ -77,7 +77,7 @@ mod tests;
 
 use std::collections::HashMap;
 
-use crate::encode::CONTENT_REF;
+use crate::base::CONTENT_REF;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

@@ -67,6 +67,15 @@ pub struct NumSpec {
 }
 
 impl NumSpec {
+    /// The bounds the number grammar's look-ahead reads (`numbers::num_feasible`).
+    pub(crate) fn bounds(&self) -> crate::numbers::Bounds {
+        crate::numbers::Bounds {
+            min: self.min.map(|b| b.0),
+            max: self.max.map(|b| b.0),
+            integer: self.integer,
+        }
+    }
+
     pub fn unbounded(&self) -> bool {
         self.min.is_none()
             && self.max.is_none()

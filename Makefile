@@ -47,3 +47,17 @@ clean:
 	$(CARGO) clean
 	rm -f python/tct/_tct*.so
 	rm -rf .pytest_cache .ruff_cache .hypothesis
+
+# Reproduce the shipped tokenizer file from ../shared/data: the whole workflow corpus (the
+# `json` field of each record), one group per repository, the library's defaults. Training is
+# deterministic (no wall-clock times in the file), so the result is compared byte for byte.
+SHARED_DATA ?= ../shared/data
+BUNDLED := python/tct/data/github-workflow.tct.json
+BUNDLED_OUT ?= target/github-workflow.tct.json
+.PHONY: bundled-tokenizer
+bundled-tokenizer:
+	@mkdir -p $(dir $(BUNDLED_OUT))
+	$(PYTHON) -m tct.cli_train $(SHARED_DATA)/schemas/github-workflow.json \
+		$(SHARED_DATA)/workflows/workflows.jsonl.gz $(BUNDLED_OUT) \
+		--field json --group-field repo --name github-workflow --quiet
+	cmp $(BUNDLED_OUT) $(BUNDLED) && echo "$(BUNDLED_OUT) is byte-identical to $(BUNDLED)"

@@ -45,10 +45,6 @@ pub struct Encoded<'v> {
     pub fallbacks: Vec<String>,
 }
 
-/// In the output of [`Encoder::with_contents`], `CONTENT_REF + k` stands for the bytes of
-/// content `k` followed by `STR_END`. No base id comes near it (base ids are below 2^16).
-pub const CONTENT_REF: u32 = 1 << 31;
-
 /// Whether `v` is the constant whose compact JSON text is `c` (numbers compare by text).
 fn const_eq(c: &str, v: &Json) -> bool {
     match v {

@@ -3,8 +3,6 @@
 //! generation cannot run away and every accepted text parses to a finite float, plus the
 //! look-ahead that tells whether a number's prefix can still end inside its schema's bounds.
 
-use crate::compile::ir::NumSpec;
-
 // that generation cannot run away and every accepted text parses to a finite float.
 
 /// Long enough for the 489-digit integers real workflows contain; a fraction or an exponent
@@ -99,9 +97,18 @@ pub(crate) fn number_grammar_ok(text: &str, integer: bool) -> bool {
     num_accepting(p)
 }
 
+/// The bounds a number must end inside (a schema's `minimum`/`maximum` and whether it must be
+/// an integer; whether a bound is exclusive is checked when the number ends).
+#[derive(Clone, Copy)]
+pub(crate) struct Bounds {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub integer: bool,
+}
+
 /// Can a number starting with `text` still end inside the bounds? Exact for plain decimals
 /// (exponents are not offered when a number has bounds).
-pub(crate) fn num_feasible(spec: &NumSpec, text: &[u8]) -> bool {
+pub(crate) fn num_feasible(spec: Bounds, text: &[u8]) -> bool {
     if spec.min.is_none() && spec.max.is_none() {
         return true;
     }
@@ -109,8 +116,8 @@ pub(crate) fn num_feasible(spec: &NumSpec, text: &[u8]) -> bool {
     let neg = s.starts_with('-');
     let body = s.trim_start_matches('-');
     let (lo, hi) = (
-        spec.min.map_or(f64::NEG_INFINITY, |b| b.0),
-        spec.max.map_or(f64::INFINITY, |b| b.0),
+        spec.min.unwrap_or(f64::NEG_INFINITY),
+        spec.max.unwrap_or(f64::INFINITY),
     );
     // Reachable magnitudes as closed intervals.
     let mut ivs: Vec<(f64, f64)> = Vec::new();

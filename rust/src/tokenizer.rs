@@ -16,7 +16,6 @@ use serde_json::Value;
 use std::sync::Arc;
 
 pub use crate::matcher::Matcher;
-pub use crate::train::TrainOptions;
 
 /// The result of encoding one document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,26 +187,25 @@ impl Tokenizer {
 
     /// Decode the first complete document of `ids`. A leading BOS (and PADs before it) is
     /// skipped; an EOS right after the document counts as consumed.
-    ///
-    /// # Performance (issue 3 item 8: decode faster than encode)
-    ///
-    /// The corpus (33,145 documents, 19.7M trained ids standing for 105.6M base ids, 91% of
-    /// them string bytes; 73% of the ids are text only), bundled tokenizer, `--profile fast`,
-    /// 2-core AMD EPYC dev box: 1.47 s -> 0.78-0.84 s (Python `decode` 70-80 -> 124-145 MB/s,
-    /// beside encode's 104-108 MB/s in the same runs). In order of effect:
-    /// - the machine lost its per-token overheads: no `Arc<Graph>` clone per `settle` (two
-    ///   atomic operations after every token), no clone of the top frame per `step` (a copied
-    ///   view instead), a required-key bit set per object instead of recomputing it, string
-    ///   ends checked without copying the map's used keys, no `Arc` per empty used-key list,
-    ///   a string value opened by its first run of bytes, the output reserved (1.47 -> 0.84 s);
-    /// - plain string values are written straight to the output, escaped per run, with a
-    ///   per-id "needs no escaping" flag, and the output is checked to be UTF-8 once at the end
-    ///   instead of per string (`machine::Output::direct`);
-    /// - text-only ids in a row go into the open string in one call, each from one load of a
-    ///   packed per-id table (`Vocab::text_only`; 0.84 -> 0.78-0.80 s).
-    ///
-    /// Tried and dropped: boxing the large graph nodes (32-byte nodes instead of 240: no
-    /// change), one table for expansion offsets and runs (no change).
+    // Performance (goal: decode faster than encode).
+    //
+    // The corpus (33,145 documents, 19.7M trained ids standing for 105.6M base ids, 91% of
+    // them string bytes; 73% of the ids are text only), bundled tokenizer, `--profile fast`,
+    // 2-core AMD EPYC dev box: 1.47 s -> 0.78-0.84 s (Python `decode` 70-80 -> 124-145 MB/s,
+    // beside encode's 104-108 MB/s in the same runs). In order of effect:
+    // - the machine lost its per-token overheads: no `Arc<Graph>` clone per `settle` (two
+    //   atomic operations after every token), no clone of the top frame per `step` (a copied
+    //   view instead), a required-key bit set per object instead of recomputing it, string
+    //   ends checked without copying the map's used keys, no `Arc` per empty used-key list,
+    //   a string value opened by its first run of bytes, the output reserved (1.47 -> 0.84 s);
+    // - plain string values are written straight to the output, escaped per run, with a
+    //   per-id "needs no escaping" flag, and the output is checked to be UTF-8 once at the end
+    //   instead of per string (`machine::Output::direct`);
+    // - text-only ids in a row go into the open string in one call, each from one load of a
+    //   packed per-id table (`Vocab::text_only`; 0.84 -> 0.78-0.80 s).
+    //
+    // Tried and dropped: boxing the large graph nodes (32-byte nodes instead of 240: no
+    // change), one table for expansion offsets and runs (no change).
     pub fn decode(&self, ids: &[u32]) -> Result<Decoded, DecodeError> {
         let v = self.vocab();
         let (pad, bos, eos) = (v.pad_id(), v.bos_id(), v.eos_id());

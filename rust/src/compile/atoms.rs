@@ -61,6 +61,32 @@ pub struct StrA {
     pub excluded_specs: BTreeSet<StrCore>,
 }
 
+impl StrCore {
+    /// Whether `s` satisfies the lengths (in characters) and every pattern.
+    pub fn matches(&self, s: &str) -> bool {
+        let n = crate::strings::char_len(s);
+        n >= self.min_len
+            && self.max_len.is_none_or(|m| n <= m)
+            && self
+                .patterns
+                .iter()
+                .all(|p| crate::strings::pattern_matches(p, s))
+    }
+}
+
+impl StrA {
+    /// Whether the string value `s` satisfies this constraint.
+    pub fn matches(&self, s: &str) -> bool {
+        self.core.matches(s)
+            && !self.excluded_values.contains(s)
+            && !self.excluded_specs.iter().any(|e| e.matches(s))
+            && self
+                .enum_vals
+                .as_ref()
+                .is_none_or(|e| e.iter().any(|v| v == s))
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ArrA {
     /// Schemas whose `items`/`additionalItems`/`prefixItems` apply, in order of appearance.
@@ -916,10 +942,7 @@ impl<'s> Normalizer<'s> {
                 if let Some(vals) = &y.enum_vals {
                     let vals: Vec<String> = vals
                         .iter()
-                        .filter(|v| {
-                            crate::strings::core_matches(&y.core, v)
-                                && !y.excluded_values.contains(*v)
-                        })
+                        .filter(|v| y.core.matches(v) && !y.excluded_values.contains(*v))
                         .cloned()
                         .collect();
                     let mut r = x.clone();
@@ -930,11 +953,7 @@ impl<'s> Normalizer<'s> {
                     }
                     vec![Atom::Str(r)]
                 } else if let Some(e) = &x.enum_vals {
-                    let keep: Vec<String> = e
-                        .iter()
-                        .filter(|v| !crate::strings::str_atom_matches(y, v))
-                        .cloned()
-                        .collect();
+                    let keep: Vec<String> = e.iter().filter(|v| !y.matches(v)).cloned().collect();
                     let mut r = x.clone();
                     r.enum_vals = Some(keep);
                     vec![Atom::Str(r)]

@@ -5,4 +5,5 @@ pub mod header;
 pub mod ir;
 pub mod store;
 
-pub use build::{compile, Graph, INF};
+pub use build::compile;
+pub use ir::{Graph, INF};

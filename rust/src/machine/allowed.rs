@@ -121,7 +121,7 @@ impl Machine {
                     for &c in b"0123456789-+.eE" {
                         if num_next(p, run, c, integer, !bounded, true).is_some() {
                             t2.push(c);
-                            if spec.is_none_or(|s| num_feasible(s, &t2)) {
+                            if spec.is_none_or(|s| num_feasible(s.bounds(), &t2)) {
                                 set(c as u32);
                             }
                             t2.pop();

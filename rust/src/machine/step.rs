@@ -346,7 +346,7 @@ impl Machine {
                     text.push(t as u8);
                     if strict {
                         if let Some(s) = spec {
-                            if !num_feasible(s, &text) {
+                            if !num_feasible(s.bounds(), &text) {
                                 return Err("no number in range starts like this".into());
                             }
                         }

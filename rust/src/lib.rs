@@ -15,10 +15,12 @@ mod python;
 pub use error::{DecodeError, EncodeError, SchemaError};
 pub use tokenizer::{Decoded, Encoding, Matcher, Tokenizer, TrainOptions};
 pub mod base;
+pub mod bitmask;
 pub mod compile;
 pub mod encode;
 pub mod json;
 pub mod machine;
+pub mod partial;
 pub mod strings;
 
 /// Longest string (bytes) the decoder accepts: bounds memory whatever the input.

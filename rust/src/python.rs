@@ -18,9 +18,10 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use crate::bitmask::{bitmask_width, fill_bitmask_batch, GuidedMatcher};
 use crate::error::{DecodeError, EncodeError, SchemaError};
-use crate::tokenizer::{Encoding, Matcher, Tokenizer};
-use numpy::{Element, PyArray1, PyArrayMethods, PyReadonlyArray1};
+use crate::tokenizer::{Encoding, Tokenizer};
+use numpy::{Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -300,7 +301,7 @@ impl From<Encoding> for PyEncoding {
 /// PyO3's borrow flag turns concurrent mutation from two threads into a `RuntimeError`.
 #[pyclass(module = "tct", name = "Matcher")]
 struct PyMatcher {
-    inner: Matcher,
+    inner: GuidedMatcher,
     vocab_size: u32,
     /// Ids accepted so far: the position reported when the next id is rejected here.
     steps: usize,
@@ -357,13 +358,13 @@ impl PyMatcher {
 
     /// What the matcher waits for next (`"object"`, `"string"`, ...): for profiling.
     fn top_kind(&self) -> &'static str {
-        self.inner.top_kind()
+        self.inner.matcher().top_kind()
     }
 
     /// The valid document nearest the current prefix, as compact JSON.
     #[pyo3(signature = (complete = true))]
     fn document(&self, py: Python<'_>, complete: bool) -> PyResult<String> {
-        let inner = &self.inner;
+        let inner = self.inner.matcher();
         py.detach(|| inner.document(complete))
             .map_err(|e| decode_error(py, e))
     }
@@ -391,6 +392,121 @@ impl PyMatcher {
         self.copy()
     }
 
+    // ---- the token-bitmask interface (llguidance / XGrammar names; see `crate::bitmask`) ----
+
+    /// Accept one id; `False` (state unchanged) when the schema or the budget forbids it, or it
+    /// is not an id of the vocabulary.
+    fn accept_token(&mut self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if id.is_instance_of::<pyo3::types::PyBool>() {
+            return Err(PyTypeError::new_err("an id must be an int, not bool"));
+        }
+        let Ok(v) = id.extract::<i64>() else {
+            if id.extract::<i128>().is_ok() {
+                return Ok(false); // an int too large for any vocabulary
+            }
+            return Err(PyTypeError::new_err("an id must be an int"));
+        };
+        let Ok(v) = u32::try_from(v) else {
+            return Ok(false);
+        };
+        if v >= self.vocab_size {
+            return Ok(false);
+        }
+        let inner = &mut self.inner;
+        let ok = py.detach(|| inner.accept_token(v));
+        if ok {
+            self.steps = self.inner.accepted().len();
+        }
+        Ok(ok)
+    }
+
+    /// Write the mask of the next id into row `index` of `bitmask` (int32, shape (batch, W) with
+    /// W >= ceil(vocab_size / 32), C-contiguous, writable). The GIL is released meanwhile.
+    #[pyo3(signature = (bitmask, index = 0))]
+    fn fill_next_token_bitmask(
+        &mut self,
+        py: Python<'_>,
+        bitmask: &Bound<'_, PyAny>,
+        index: usize,
+    ) -> PyResult<()> {
+        let bitmask = &bitmask_array(bitmask)?;
+        let (rows, width) = bitmask_shape(bitmask, self.vocab_size)?;
+        if index >= rows {
+            return Err(PyValueError::new_err(format!(
+                "index {index} is outside the bitmask's {rows} rows"
+            )));
+        }
+        let mut view = bitmask
+            .try_readwrite()
+            .map_err(|e| PyValueError::new_err(format!("bitmask is not writable: {e}")))?;
+        let all = view
+            .as_slice_mut()
+            .map_err(|_| PyValueError::new_err("bitmask must be C-contiguous"))?;
+        let row = &mut all[index * width..(index + 1) * width];
+        let inner = &mut self.inner;
+        py.detach(|| inner.fill_bitmask(row));
+        Ok(())
+    }
+
+    /// Undo the last `n` accepted ids (the budget too).
+    fn rollback(&mut self, py: Python<'_>, n: usize) -> PyResult<()> {
+        let inner = &mut self.inner;
+        py.detach(|| inner.rollback(n))
+            .map_err(|e| decode_error(py, e))?;
+        self.steps = self.inner.accepted().len();
+        Ok(())
+    }
+
+    /// An independent copy (speculative branches, beams).
+    fn fork(&self) -> Self {
+        self.copy()
+    }
+
+    /// Back to the start (the budget as set at the start, if it was).
+    fn reset(&mut self) {
+        self.inner.reset();
+        self.steps = 0;
+    }
+
+    /// True once EOS was accepted.
+    fn is_terminated(&self) -> bool {
+        self.inner.is_terminated()
+    }
+
+    /// The ids that are the only choice from here, in order (jump-forward), at most `limit`.
+    #[pyo3(signature = (limit = 4096))]
+    fn forced_ids(&self, py: Python<'_>, limit: usize) -> Vec<u32> {
+        let inner = &self.inner;
+        py.detach(|| inner.forced_ids(limit))
+    }
+
+    /// At most `n` more ids, EOS included (None: no bound); ids after which the smallest valid
+    /// completion no longer fits are forbidden. Raises `DecodeError` if even that does not fit.
+    #[pyo3(signature = (n))]
+    fn set_budget(&mut self, py: Python<'_>, n: Option<usize>) -> PyResult<()> {
+        self.inner.set_budget(n).map_err(|e| decode_error(py, e))
+    }
+
+    /// The document so far as JSON, open strings and containers closed, unfinished keys and
+    /// values left out: each snapshot extends the previous one (for streaming).
+    fn partial_document(&self, py: Python<'_>) -> PyResult<String> {
+        let inner = &self.inner;
+        py.detach(|| inner.partial_document())
+            .map_err(|e| decode_error(py, e))
+    }
+
+    /// Ids left in the budget (EOS included), or None.
+    #[getter]
+    fn budget(&self) -> Option<usize> {
+        self.inner.budget()
+    }
+
+    /// Steps at which the budget forbade ids the schema allowed (since creation or a copy).
+    #[getter]
+    fn budget_cuts(&self) -> usize {
+        self.inner.budget_cuts
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Matcher(position={}, complete={})",
@@ -398,6 +514,89 @@ impl PyMatcher {
             self.inner.is_complete()
         )
     }
+}
+
+/// A bitmask as a numpy int32 2-D array: numpy arrays as they are, CPU torch tensors through
+/// `.numpy()` (a view of the same memory). A CUDA bitmask is refused: the masks are filled on
+/// the CPU, as in XGrammar and llguidance, then copied (`bitmask.to(device)`).
+fn bitmask_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<i32>>> {
+    if let Ok(a) = obj.cast::<PyArray2<i32>>() {
+        return Ok(a.clone());
+    }
+    if obj.hasattr("is_cuda")? && obj.getattr("is_cuda")?.is_truthy()? {
+        return Err(PyValueError::new_err(
+            "the bitmask is on a CUDA device: fill a CPU bitmask (tct.allocate_token_bitmask), \
+             then move it with .to(device)",
+        ));
+    }
+    if obj.hasattr("numpy")? {
+        if let Ok(a) = obj.call_method0("numpy")?.cast_into::<PyArray2<i32>>() {
+            return Ok(a);
+        }
+    }
+    Err(PyTypeError::new_err(
+        "bitmask must be a 2-D int32 numpy array or CPU torch tensor (tct.allocate_token_bitmask)",
+    ))
+}
+
+/// (rows, words per row) of a bitmask for `vocab_size` ids, or a `ValueError` saying what is
+/// wrong with its shape.
+fn bitmask_shape(bitmask: &Bound<'_, PyArray2<i32>>, vocab_size: u32) -> PyResult<(usize, usize)> {
+    let shape = bitmask.shape();
+    let (rows, width) = (shape[0], shape[1]);
+    let need = bitmask_width(vocab_size as usize);
+    if width < need {
+        return Err(PyValueError::new_err(format!(
+            "bitmask rows have {width} words; the vocabulary of {vocab_size} ids needs {need}"
+        )));
+    }
+    Ok((rows, width))
+}
+
+/// Fill row i of `bitmask` for `matchers[i]`, in parallel with the GIL released.
+#[pyfunction]
+#[pyo3(signature = (matchers, bitmask, num_threads = None))]
+fn fill_next_token_bitmask_batch(
+    py: Python<'_>,
+    matchers: Vec<PyRefMut<'_, PyMatcher>>,
+    bitmask: &Bound<'_, PyAny>,
+    num_threads: Option<usize>,
+) -> PyResult<()> {
+    let bitmask = &bitmask_array(bitmask)?;
+    let Some(first) = matchers.first() else {
+        return Ok(());
+    };
+    let vocab = first.vocab_size;
+    if let Some(m) = matchers.iter().find(|m| m.vocab_size != vocab) {
+        return Err(PyValueError::new_err(format!(
+            "matchers of different vocabularies ({vocab} and {} ids)",
+            m.vocab_size
+        )));
+    }
+    let (rows, width) = bitmask_shape(bitmask, vocab)?;
+    if matchers.len() > rows {
+        return Err(PyValueError::new_err(format!(
+            "{} matchers, but the bitmask has {rows} rows",
+            matchers.len()
+        )));
+    }
+    if num_threads == Some(0) {
+        return Err(PyValueError::new_err(
+            "num_threads must be at least 1 (or None)",
+        ));
+    }
+    let mut view = bitmask
+        .try_readwrite()
+        .map_err(|e| PyValueError::new_err(format!("bitmask is not writable: {e}")))?;
+    let all = view
+        .as_slice_mut()
+        .map_err(|_| PyValueError::new_err("bitmask must be C-contiguous"))?;
+    let n = matchers.len();
+    let mut matchers = matchers;
+    let mut inners: Vec<&mut GuidedMatcher> = matchers.iter_mut().map(|m| &mut m.inner).collect();
+    let all = &mut all[..n * width];
+    py.detach(|| fill_bitmask_batch(&mut inners, all, width, num_threads));
+    Ok(())
 }
 
 /// A compiled schema plus its vocabulary. The public `tct.Tokenizer` wraps this class and adds
@@ -673,7 +872,7 @@ impl PyTokenizer {
 
     fn matcher(&self) -> PyMatcher {
         PyMatcher {
-            inner: self.inner.matcher(),
+            inner: GuidedMatcher::new(&self.inner),
             vocab_size: self.inner.vocab_size(),
             steps: 0,
         }
@@ -879,6 +1078,7 @@ fn tct_extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEncoding>()?;
     m.add_class::<PyMatcher>()?;
     m.add_function(wrap_pyfunction!(encode_corpus, m)?)?; // tct-encode
+    m.add_function(wrap_pyfunction!(fill_next_token_bitmask_batch, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -21,7 +21,9 @@ Choices, and why:
   checkpoint that `AutoModelForCausalLM` loads without remote code (export.py maps the learned
   norm gains into the following matmuls). Checkpoints written before the field existed load with
   `embed_norm=False` (`GPTConfig.from_dict`) and cannot be exported. Measured on the 2-core dev
-  VM, tiny preset, same data, seed and steps: see export.py's docstring for the val losses.
+  VM (tiny preset, context 128, batch 8, lr 3e-3, 300 steps, seed 0, 2,000 workflows encoded
+  with the bundled tokenizer, 10% held out): val loss 3.226 nats with the norm, 3.532 without
+  (train loss 2.32 vs 2.61); one seed, so read it as "does not hurt", not as a gain.
 - F.scaled_dot_product_attention with is_causal=True: flash attention on GPU, a fused kernel on CPU.
 
 Quick check on CPU (about 1M parameters):

@@ -197,7 +197,7 @@ def sample_bpe(
     dev = torch.device(
         device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
-    model = GPT(GPTConfig(**meta["model_config"]))
+    model = GPT(GPTConfig.from_dict(meta["model_config"]))
     state = torch.load(checkpoint.paths(run, step)["model"], map_location=dev, weights_only=True)
     model.load_state_dict(state)
     model.to(dev).eval()

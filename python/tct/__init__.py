@@ -108,6 +108,9 @@ from tct.shard import Shard, ShardError, read_shard  # noqa: E402
 __version__: str = _tct.__version__
 
 __all__ = [
+    "allocate_token_bitmask",
+    "apply_token_bitmask_inplace",
+    "fill_next_token_bitmask_batch",
     "decode",
     "encode",
     "read_corpus",
@@ -738,3 +741,83 @@ def _corpus_entries(
             yield doc, group
         elif error is not None and not skip_rejected:
             raise CorpusError(f"{source}: {error}", source=source)
+
+
+# ---------------------------------------------------------------------------------------------
+# The token-bitmask interface (llguidance / XGrammar layout and names)
+# ---------------------------------------------------------------------------------------------
+
+
+def allocate_token_bitmask(batch_size: int, vocab_size: int) -> Any:
+    """An int32 bitmask of shape (batch_size, ceil(vocab_size / 32)), every bit set (all ids
+    allowed): id i is bit i % 32 of word i // 32. A CPU torch tensor when torch is installed
+    (what engines pass around), a numpy array otherwise. Fill rows with
+    `Matcher.fill_next_token_bitmask(bitmask, index)` or `fill_next_token_bitmask_batch`."""
+    if batch_size < 1 or vocab_size < 1:
+        raise ValueError(
+            f"batch_size and vocab_size must be positive, got {batch_size}, {vocab_size}"
+        )
+    shape = (batch_size, (vocab_size + 31) // 32)
+    try:
+        import torch
+    except ImportError:
+        import numpy as np
+
+        return np.full(shape, -1, dtype=np.int32)
+    return torch.full(shape, -1, dtype=torch.int32)
+
+
+def fill_next_token_bitmask_batch(
+    matchers: Sequence[Matcher], bitmask: Any, num_threads: int | None = None
+) -> None:
+    """Row i of `bitmask` gets matcher i's mask, filled in parallel with the GIL released (a
+    matcher may appear only once). `num_threads=None`: rayon's global pool."""
+    _tct.fill_next_token_bitmask_batch(list(matchers), bitmask, num_threads)
+
+
+_BIT_CACHE: dict[Any, Any] = {}
+
+
+def apply_token_bitmask_inplace(logits: Any, bitmask: Any) -> None:
+    """Set the logits of disallowed ids to -inf, in place. `logits`: (batch, vocab) or (vocab,)
+    float, a torch tensor (CPU or CUDA; the bitmask is moved to its device) or a numpy array;
+    `bitmask`: (batch, W) int32 from `allocate_token_bitmask`. Ids past 32 * W are disallowed; bits
+    past the logits' width are ignored."""
+    if hasattr(logits, "masked_fill_"):
+        import torch
+
+        squeeze = logits.dim() == 1
+        lg = logits[None] if squeeze else logits
+        bm = torch.as_tensor(bitmask).to(lg.device, non_blocking=True)
+        if bm.dim() == 1:
+            bm = bm[None]
+        if bm.size(0) != lg.size(0):
+            raise ValueError(f"bitmask has {bm.size(0)} rows, logits {lg.size(0)}")
+        key = ("torch", lg.device)
+        shifts = _BIT_CACHE.get(key)
+        if shifts is None:
+            shifts = _BIT_CACHE[key] = torch.arange(32, device=lg.device, dtype=torch.int32)
+        bits = ((bm[:, :, None] >> shifts) & 1).bool().reshape(bm.size(0), -1)  # (B, 32 W)
+        V = lg.size(-1)
+        if bits.size(1) < V:
+            pad = torch.zeros(bits.size(0), V - bits.size(1), dtype=torch.bool, device=lg.device)
+            bits = torch.cat([bits, pad], dim=1)
+        lg.masked_fill_(~bits[:, :V], float("-inf"))
+        return
+    import numpy as np
+
+    lg = np.asarray(logits)
+    if not lg.flags.writeable:
+        raise ValueError("logits must be writable")
+    lg2 = lg[None] if lg.ndim == 1 else lg
+    bm = np.ascontiguousarray(np.asarray(bitmask, dtype=np.int32))
+    if bm.ndim == 1:
+        bm = bm[None]
+    if bm.shape[0] != lg2.shape[0]:
+        raise ValueError(f"bitmask has {bm.shape[0]} rows, logits {lg2.shape[0]}")
+    bits = np.unpackbits(bm.view(np.uint8), axis=1, bitorder="little").astype(bool)
+    V = lg2.shape[1]
+    allowed = np.zeros((bm.shape[0], V), dtype=bool)
+    n = min(V, bits.shape[1])
+    allowed[:, :n] = bits[:, :n]
+    lg2[~allowed] = -np.inf

@@ -42,6 +42,31 @@ class Matcher:
         """Number of ids accepted so far."""
     def copy(self) -> Matcher: ...
     def __copy__(self) -> Matcher: ...
+    # The token-bitmask interface (llguidance / XGrammar names).
+    def accept_token(self, id: int) -> bool:
+        """Accept one id; False (state unchanged) when the schema or the budget forbids it."""
+    def fill_next_token_bitmask(self, bitmask: Any, index: int = 0) -> None:
+        """Write the next id's mask into row `index` of an int32 (batch, ceil(vocab/32)) bitmask
+        (numpy or CPU torch), GIL released."""
+    def rollback(self, n: int) -> None:
+        """Undo the last `n` accepted ids (budget included); `DecodeError` if fewer were accepted."""
+    def fork(self) -> Matcher: ...
+    def reset(self) -> None: ...
+    def is_terminated(self) -> bool:
+        """True once EOS was accepted."""
+    def forced_ids(self, limit: int = 4096) -> list[int]:
+        """The ids that are the only choice from here, in order (jump-forward)."""
+    def set_budget(self, n: int | None) -> None:
+        """At most `n` more ids, EOS included; ids after which the smallest completion no longer
+        fits are forbidden. `DecodeError` when even the smallest completion does not fit."""
+    @property
+    def budget(self) -> int | None: ...
+    @property
+    def budget_cuts(self) -> int:
+        """Steps at which the budget forbade ids the schema allowed."""
+    def partial_document(self) -> str:
+        """The document so far as JSON, open containers and strings closed, unfinished keys and
+        values dropped: each snapshot extends the previous one."""
     def __deepcopy__(self, memo: Any) -> Matcher: ...
 
 class Tokenizer:
@@ -152,3 +177,7 @@ class CorpusReader:
     ) -> None: ...
     def __iter__(self) -> CorpusReader: ...
     def __next__(self) -> tuple[str, str | None, str | None, str | None]: ...
+
+def fill_next_token_bitmask_batch(
+    matchers: list[Matcher], bitmask: Any, num_threads: int | None = None
+) -> None: ...

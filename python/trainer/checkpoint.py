@@ -261,7 +261,7 @@ def load_model(
             f"{meta_path}: not a trainer checkpoint (/format is not tct-trainer-checkpoint)"
         )
     try:
-        cfg = GPTConfig(**meta["model_config"])
+        cfg = GPTConfig.from_dict(meta["model_config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{meta_path}: bad /model_config: {e}") from e
     tok = load_tokenizer_for(meta, meta_path, tokenizer)

@@ -231,7 +231,7 @@ def train(
             raise checkpoint.CheckpointError(f"--resume: no complete checkpoint in {out}")
         ck = checkpoint.load(out, resume_step, device)
         ck_meta = ck[2]
-        cfg = GPTConfig(**ck_meta["model_config"])
+        cfg = GPTConfig.from_dict(ck_meta["model_config"])
         clash = {k: v for k, v in explicit_model.items() if getattr(cfg, k) != v}
         if clash:
             raise checkpoint.CheckpointError(

@@ -34,12 +34,14 @@ pub use error::{DecodeError, EncodeError, SchemaError};
 pub use tokenizer::{Decoded, Encoding, Matcher, Tokenizer};
 pub use train::TrainOptions;
 pub mod base;
+pub mod bitmask;
 pub mod compile;
 pub mod encode;
 pub mod json;
 pub mod machine;
 pub mod numbers;
 pub mod pool;
+pub mod partial;
 pub mod strings;
 
 /// Longest string (bytes) the decoder accepts: bounds memory whatever the input.

@@ -18,9 +18,10 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use crate::bitmask::{bitmask_width, fill_bitmask_batch, GuidedMatcher};
 use crate::error::{DecodeError, EncodeError, SchemaError};
-use crate::tokenizer::{Encoding, Matcher, Tokenizer};
-use numpy::{Element, PyArray1, PyArrayMethods, PyReadonlyArray1};
+use crate::tokenizer::{Encoding, Tokenizer};
+use numpy::{Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -333,7 +334,7 @@ impl From<Encoding> for PyEncoding {
 /// `tct.MatcherBusyError` (PyO3's own would be `RuntimeError: Already borrowed`).
 #[pyclass(module = "tct", name = "Matcher")]
 struct PyMatcher {
-    inner: Matcher,
+    inner: GuidedMatcher,
     vocab_size: u32,
     /// Ids accepted so far: the position reported when the next id is rejected here.
     steps: usize,
@@ -422,7 +423,7 @@ impl PyMatcher {
 
     /// What the matcher waits for next (`"object"`, `"string"`, ...): for profiling.
     fn top_kind(slf: &Bound<'_, Self>) -> PyResult<&'static str> {
-        Ok(read(slf)?.inner.top_kind())
+        Ok(read(slf)?.inner.matcher().top_kind())
     }
 
     /// The valid document nearest the current prefix, as compact JSON.
@@ -430,7 +431,7 @@ impl PyMatcher {
     fn document(slf: &Bound<'_, Self>, complete: bool) -> PyResult<String> {
         let py = slf.py();
         let this = read(slf)?;
-        let inner = &this.inner;
+        let inner = this.inner.matcher();
         py.detach(|| inner.document(complete))
             .map_err(|e| decode_error(py, e))
     }
@@ -459,6 +460,136 @@ impl PyMatcher {
         Self::copy(slf)
     }
 
+    // ---- the token-bitmask interface (llguidance / XGrammar names; see `crate::bitmask`) ----
+
+    /// Accept one id; `False` (state unchanged) when the schema or the budget forbids it, or it
+    /// is not an id of the vocabulary.
+    fn accept_token(slf: &Bound<'_, Self>, id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = slf.py();
+        if id.is_instance_of::<pyo3::types::PyBool>() {
+            return Err(PyTypeError::new_err("an id must be an int, not bool"));
+        }
+        let Ok(v) = id.extract::<i64>() else {
+            if id.extract::<i128>().is_ok() {
+                return Ok(false); // an int too large for any vocabulary
+            }
+            return Err(PyTypeError::new_err("an id must be an int"));
+        };
+        let Ok(v) = u32::try_from(v) else {
+            return Ok(false);
+        };
+        let mut this = write(slf)?;
+        if v >= this.vocab_size {
+            return Ok(false);
+        }
+        let inner = &mut this.inner;
+        let ok = py.detach(|| inner.accept_token(v));
+        if ok {
+            this.steps = this.inner.accepted().len();
+        }
+        Ok(ok)
+    }
+
+    /// Write the mask of the next id into row `index` of `bitmask` (int32, shape (batch, W) with
+    /// W >= ceil(vocab_size / 32), C-contiguous, writable). The GIL is released meanwhile.
+    #[pyo3(signature = (bitmask, index = 0))]
+    fn fill_next_token_bitmask(
+        slf: &Bound<'_, Self>,
+        bitmask: &Bound<'_, PyAny>,
+        index: usize,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let mut this = write(slf)?;
+        let bitmask = &bitmask_array(bitmask)?;
+        let (rows, width) = bitmask_shape(bitmask, this.vocab_size)?;
+        if index >= rows {
+            return Err(PyValueError::new_err(format!(
+                "index {index} is outside the bitmask's {rows} rows"
+            )));
+        }
+        let mut view = bitmask
+            .try_readwrite()
+            .map_err(|e| PyValueError::new_err(format!("bitmask is not writable: {e}")))?;
+        let all = view
+            .as_slice_mut()
+            .map_err(|_| PyValueError::new_err("bitmask must be C-contiguous"))?;
+        let row = &mut all[index * width..(index + 1) * width];
+        let inner = &mut this.inner;
+        py.detach(|| inner.fill_bitmask(row));
+        Ok(())
+    }
+
+    /// Undo the last `n` accepted ids (the budget too).
+    fn rollback(slf: &Bound<'_, Self>, n: usize) -> PyResult<()> {
+        let py = slf.py();
+        let mut this = write(slf)?;
+        let inner = &mut this.inner;
+        py.detach(|| inner.rollback(n))
+            .map_err(|e| decode_error(py, e))?;
+        this.steps = this.inner.accepted().len();
+        Ok(())
+    }
+
+    /// An independent copy (speculative branches, beams).
+    fn fork(slf: &Bound<'_, Self>) -> PyResult<Self> {
+        Self::copy(slf)
+    }
+
+    /// Back to the start (the budget as set at the start, if it was).
+    fn reset(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let mut this = write(slf)?;
+        this.inner.reset();
+        this.steps = 0;
+        Ok(())
+    }
+
+    /// True once EOS was accepted.
+    fn is_terminated(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        Ok(read(slf)?.inner.is_terminated())
+    }
+
+    /// The ids that are the only choice from here, in order (jump-forward), at most `limit`.
+    #[pyo3(signature = (limit = 4096))]
+    fn forced_ids(slf: &Bound<'_, Self>, limit: usize) -> PyResult<Vec<u32>> {
+        let py = slf.py();
+        let this = read(slf)?;
+        let inner = &this.inner;
+        Ok(py.detach(|| inner.forced_ids(limit)))
+    }
+
+    /// At most `n` more ids, EOS included (None: no bound); ids after which the smallest valid
+    /// completion no longer fits are forbidden. Raises `DecodeError` if even that does not fit.
+    #[pyo3(signature = (n))]
+    fn set_budget(slf: &Bound<'_, Self>, n: Option<usize>) -> PyResult<()> {
+        let py = slf.py();
+        write(slf)?
+            .inner
+            .set_budget(n)
+            .map_err(|e| decode_error(py, e))
+    }
+
+    /// The document so far as JSON, open strings and containers closed, unfinished keys and
+    /// values left out: each snapshot extends the previous one (for streaming).
+    fn partial_document(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let py = slf.py();
+        let this = read(slf)?;
+        let inner = &this.inner;
+        py.detach(|| inner.partial_document())
+            .map_err(|e| decode_error(py, e))
+    }
+
+    /// Ids left in the budget (EOS included), or None.
+    #[getter]
+    fn budget(slf: &Bound<'_, Self>) -> PyResult<Option<usize>> {
+        Ok(read(slf)?.inner.budget())
+    }
+
+    /// Steps at which the budget forbade ids the schema allowed (since creation or a copy).
+    #[getter]
+    fn budget_cuts(slf: &Bound<'_, Self>) -> PyResult<usize> {
+        Ok(read(slf)?.inner.budget_cuts)
+    }
+
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let this = read(slf)?;
         Ok(format!(
@@ -467,6 +598,89 @@ impl PyMatcher {
             this.inner.is_complete()
         ))
     }
+}
+
+/// A bitmask as a numpy int32 2-D array: numpy arrays as they are, CPU torch tensors through
+/// `.numpy()` (a view of the same memory). A CUDA bitmask is refused: the masks are filled on
+/// the CPU, as in XGrammar and llguidance, then copied (`bitmask.to(device)`).
+fn bitmask_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<i32>>> {
+    if let Ok(a) = obj.cast::<PyArray2<i32>>() {
+        return Ok(a.clone());
+    }
+    if obj.hasattr("is_cuda")? && obj.getattr("is_cuda")?.is_truthy()? {
+        return Err(PyValueError::new_err(
+            "the bitmask is on a CUDA device: fill a CPU bitmask (tct.allocate_token_bitmask), \
+             then move it with .to(device)",
+        ));
+    }
+    if obj.hasattr("numpy")? {
+        if let Ok(a) = obj.call_method0("numpy")?.cast_into::<PyArray2<i32>>() {
+            return Ok(a);
+        }
+    }
+    Err(PyTypeError::new_err(
+        "bitmask must be a 2-D int32 numpy array or CPU torch tensor (tct.allocate_token_bitmask)",
+    ))
+}
+
+/// (rows, words per row) of a bitmask for `vocab_size` ids, or a `ValueError` saying what is
+/// wrong with its shape.
+fn bitmask_shape(bitmask: &Bound<'_, PyArray2<i32>>, vocab_size: u32) -> PyResult<(usize, usize)> {
+    let shape = bitmask.shape();
+    let (rows, width) = (shape[0], shape[1]);
+    let need = bitmask_width(vocab_size as usize);
+    if width < need {
+        return Err(PyValueError::new_err(format!(
+            "bitmask rows have {width} words; the vocabulary of {vocab_size} ids needs {need}"
+        )));
+    }
+    Ok((rows, width))
+}
+
+/// Fill row i of `bitmask` for `matchers[i]`, in parallel with the GIL released.
+#[pyfunction]
+#[pyo3(signature = (matchers, bitmask, num_threads = None))]
+fn fill_next_token_bitmask_batch(
+    py: Python<'_>,
+    matchers: Vec<PyRefMut<'_, PyMatcher>>,
+    bitmask: &Bound<'_, PyAny>,
+    num_threads: Option<usize>,
+) -> PyResult<()> {
+    let bitmask = &bitmask_array(bitmask)?;
+    let Some(first) = matchers.first() else {
+        return Ok(());
+    };
+    let vocab = first.vocab_size;
+    if let Some(m) = matchers.iter().find(|m| m.vocab_size != vocab) {
+        return Err(PyValueError::new_err(format!(
+            "matchers of different vocabularies ({vocab} and {} ids)",
+            m.vocab_size
+        )));
+    }
+    let (rows, width) = bitmask_shape(bitmask, vocab)?;
+    if matchers.len() > rows {
+        return Err(PyValueError::new_err(format!(
+            "{} matchers, but the bitmask has {rows} rows",
+            matchers.len()
+        )));
+    }
+    if num_threads == Some(0) {
+        return Err(PyValueError::new_err(
+            "num_threads must be at least 1 (or None)",
+        ));
+    }
+    let mut view = bitmask
+        .try_readwrite()
+        .map_err(|e| PyValueError::new_err(format!("bitmask is not writable: {e}")))?;
+    let all = view
+        .as_slice_mut()
+        .map_err(|_| PyValueError::new_err("bitmask must be C-contiguous"))?;
+    let n = matchers.len();
+    let mut matchers = matchers;
+    let mut inners: Vec<&mut GuidedMatcher> = matchers.iter_mut().map(|m| &mut m.inner).collect();
+    let all = &mut all[..n * width];
+    py.detach(|| fill_bitmask_batch(&mut inners, all, width, num_threads));
+    Ok(())
 }
 
 /// A compiled schema plus its vocabulary. The public `tct.Tokenizer` wraps this class and adds
@@ -752,7 +966,7 @@ impl PyTokenizer {
 
     fn matcher(&self) -> PyMatcher {
         PyMatcher {
-            inner: self.inner.matcher(),
+            inner: GuidedMatcher::new(&self.inner),
             vocab_size: self.inner.vocab_size(),
             steps: 0,
         }
@@ -1038,6 +1252,7 @@ fn tct_extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_corpus, m)?)?; // tct-encode
     m.add_function(wrap_pyfunction!(read_yaml, m)?)?; // tct.read_yaml
     m.add_class::<PyCorpusReader>()?; // tct.read_corpus
+    m.add_function(wrap_pyfunction!(fill_next_token_bitmask_batch, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -409,6 +409,16 @@ impl Matcher {
         self.machine.is_done()
     }
 
+    /// The decoding machine, read-only (the bitmask layer steps copies of it for its budget).
+    pub(crate) fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    /// No base id accepted yet (BOS may still come).
+    pub(crate) fn at_start(&self) -> bool {
+        self.base.is_empty() && !self.ended
+    }
+
     /// What the matcher waits for next (for profiling).
     pub fn top_kind(&self) -> &'static str {
         self.machine.top_kind()

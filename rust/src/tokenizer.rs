@@ -320,13 +320,7 @@ impl Tokenizer {
                 .map(|d| self.encode_json(d))
                 .collect::<Vec<_>>()
         };
-        match num_threads {
-            Some(n) if n > 0 => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
-                Ok(pool) => pool.install(run),
-                Err(_) => run(),
-            },
-            _ => run(),
-        }
+        crate::pool::run_on(num_threads, run)
     }
 
     /// `[position_id(start)] + ids[start:end]` (the seed's window format).

@@ -42,14 +42,8 @@ impl Tokenizer {
                 })
                 .collect::<Result<Vec<Vec<u32>>, (usize, EncodeError)>>()
         };
-        let streams = match opts.num_threads {
-            Some(n) if n > 0 => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
-                Ok(pool) => pool.install(encode_all),
-                Err(_) => encode_all(),
-            },
-            _ => encode_all(),
-        }
-        .map_err(|(i, e)| TctTrainError::Document(i, e))?;
+        let streams = crate::pool::run_on(opts.num_threads, encode_all)
+            .map_err(|(i, e)| TctTrainError::Document(i, e))?;
         let n_sel = base.vocab().n_sel();
         let mut cfg = crate::vocab::TrainConfig::new(n_sel, opts.vocab_size);
         if let Some(d) = opts.dictionary_size {

@@ -10,7 +10,7 @@
 //!   vocabulary ([`vocab::Vocab`], in a [`vocab::TokenizerFile`]).
 //! - Encoding: document -> base ids (`encode::Encoder`, walking the graph) -> vocabulary
 //!   ids (`Vocab::apply`: dictionary and merges over base ids).
-//! - Decoding: ids -> base ids (`Vocab::expand`) -> [`machine::Machine`] (the one state
+//! - Decoding: ids -> base ids (`Vocab::expand`) -> `machine::Machine` (the one state
 //!   machine over the graph, writing compact JSON) -> [`Decoded`].
 //! - Generation: [`Matcher`] drives the same machine in strict mode and gives the exact mask
 //!   of allowed next ids (`matcher`: trie, tables and caches over the vocabulary).
@@ -21,10 +21,10 @@
 
 pub mod corpus;
 pub mod error;
-pub mod matcher;
-pub mod testing;
-pub mod tokenizer;
-pub mod train;
+pub(crate) mod matcher;
+pub(crate) mod testing;
+pub(crate) mod tokenizer;
+pub(crate) mod train;
 pub mod vocab;
 
 #[cfg(feature = "python")]
@@ -36,12 +36,12 @@ pub use train::TrainOptions;
 pub mod base;
 pub mod bitmask;
 pub mod compile;
-pub mod encode;
+pub(crate) mod encode;
 pub mod json;
-pub mod machine;
-pub mod numbers;
-pub mod pool;
+pub(crate) mod machine;
+pub(crate) mod numbers;
 pub mod partial;
+pub(crate) mod pool;
 pub mod strings;
 
 /// Longest string (bytes) the decoder accepts: bounds memory whatever the input.

@@ -20,7 +20,7 @@ mod step;
 mod strings;
 mod walks;
 
-pub use strings::{trivial_but_excluded, Excluded, StringTop, TrivialString};
+pub use strings::{trivial_but_excluded, Excluded, StringTop};
 pub use walks::FrameKey;
 
 use crate::base::*;

@@ -178,7 +178,7 @@ impl Matcher {
     ///
     /// Base ids come from the machine. A trained id is allowed when the machine accepts its
     /// whole expansion; testing that by simulation for ~8k ids at every step would be far too
-    /// slow, so (see "Performance" at `Matcher` for the numbers):
+    /// slow, so (the numbers are in the comment above `Matcher`):
     /// - inside an unconstrained string, which is most steps, the mask depends only on the
     ///   UTF-8 decoder state and on whether the string may end: a precomputed mask is copied,
     ///   then exact values the string may not take (used keys) are cleared;

@@ -395,8 +395,13 @@ def main(argv: list[str] | None = None) -> int:
             arm["params"] = lm.model.num_params()
             shard = tct.read_shard(tct_val)
             m = masked_nats(lm, (shard.doc(i) for i in range(len(shard))))
-            arm["val_bpb_masked"] = m["masked_nats"] / np.log(2) / stats["tct"]["val"]["json_bytes"]
-            arm["val_bpb_same_pass"] = m["nats"] / np.log(2) / stats["tct"]["val"]["json_bytes"]
+            # Over the documents the matcher accepts (the others are impossible under the mask);
+            # `val_bpb_same_pass` is the unmasked model on the same documents and windows.
+            doc_bytes = shard.meta["documents"]["json_bytes"]
+            scored_bytes = sum(int(doc_bytes[i]) for i in m["scored"])
+            arm["val_bpb_masked"] = m["masked_nats"] / np.log(2) / scored_bytes
+            arm["val_bpb_same_pass"] = m["nats"] / np.log(2) / scored_bytes
+            arm["val_docs_outside_schema"] = len(m["skipped"])
             samples, _ = generate(
                 lm, args.samples, SamplingConfig(), max_tokens=args.max_tokens, seed=args.seed
             )

@@ -48,3 +48,12 @@ def test_masked_likelihood_is_never_worse() -> None:
     m = masked_nats(lm, [[lm.tokenizer.bos_id, *ids, lm.tokenizer.eos_id], ids])
     assert m["tokens"] == 2 * (len(ids) + 1)
     assert 0 < m["masked_nats"] < m["nats"]
+
+
+def test_documents_outside_the_schema_are_skipped_not_raised() -> None:
+    lm = tiny_lm()
+    good = list(lm.tokenizer.encode(DOC))
+    bad = list(lm.tokenizer.encode({"on": "push", "jobs": 5}))  # generic fallback
+    m = masked_nats(lm, [good, bad, good])
+    assert m["scored"] == [0, 2] and m["skipped"] == [1]
+    assert m["tokens"] == 2 * (len(good) + 1)

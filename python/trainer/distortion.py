@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+import tct
+
 from .checkpoint import LoadedModel
 from .kv_cache import KVCache
 
@@ -100,21 +102,37 @@ def sample_distortion(
 def masked_nats(lm: LoadedModel, docs_ids: Iterable[Sequence[int]]) -> dict[str, Any]:
     """Plain and masked negative log-likelihood (nats, summed) of documents given as ids (a
     leading BOS and trailing EOS, as in shards, are dropped), EOS scored; with the number of
-    scored tokens."""
+    scored tokens and the indices of the documents scored and skipped (those the matcher rejects:
+    encoded through the generic fallback, so impossible under the mask)."""
     plain = masked = 0.0
     tokens = 0
     bos, eos = lm.tokenizer.bos_id, lm.tokenizer.eos_id
-    for ids in docs_ids:
+    scored: list[int] = []
+    skipped: list[int] = []
+    for index, ids in enumerate(docs_ids):
         ids = [int(t) for t in ids]
         # Shard documents carry their BOS and EOS; the replay adds its own.
         if ids and ids[0] == bos:
             ids = ids[1:]
         if ids and ids[-1] == eos:
             ids = ids[:-1]
-        logp, allowed, targets = _replay(lm, (), ids, eos=True)
+        try:
+            logp, allowed, targets = _replay(lm, (), ids, eos=True)
+        except tct.DecodeError:
+            # A document outside the schema is encoded through the generic path, which the
+            # matcher never allows: the masked model gives it probability 0. Not scored.
+            skipped.append(index)
+            continue
+        scored.append(index)
         lp = logp.gather(1, targets[:, None])[:, 0].double()
         norm = torch.where(allowed, logp, torch.full_like(logp, -math.inf)).logsumexp(-1).double()
         plain -= float(lp.sum())
         masked -= float((lp - norm).sum())
         tokens += int(targets.numel())
-    return {"nats": plain, "masked_nats": masked, "tokens": tokens}
+    return {
+        "nats": plain,
+        "masked_nats": masked,
+        "tokens": tokens,
+        "scored": scored,
+        "skipped": skipped,
+    }

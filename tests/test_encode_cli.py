@@ -561,3 +561,30 @@ def test_tct_train_refuses_an_empty_corpus(tmp_path):
     )  # fmt: skip
     assert r.returncode == 2 and b"no documents" in r.stderr
     assert not (tmp_path / "t.tct.json").exists()
+
+
+def test_sigterm_removes_the_temporaries_like_ctrl_c(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(tct.__file__).absolute().parents[1]))
+    out = tmp_path / "t.bin"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tct.cli_encode", "-", str(out), "--schema", str(SCHEMA), "--quiet"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdin is not None
+    line = (json.dumps(WORKFLOW) + "\n").encode()
+    proc.stdin.write(line * 300)
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not any(".tmp-" in p.name for p in tmp_path.iterdir()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(0.5)
+    proc.stdin.write(line * 10)
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 143
+    assert b"terminated" in proc.stderr.read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -588,3 +588,17 @@ def test_sigterm_removes_the_temporaries_like_ctrl_c(tmp_path):
     assert proc.wait(timeout=60) == 143
     assert b"terminated" in proc.stderr.read()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_corrupt_gzip_stream_is_reported_once_and_nothing_is_written(tmp_path):
+    data = bytearray(gzip.compress(((json.dumps(WORKFLOW) + "\n") * 2000).encode()))
+    data[len(data) // 2] ^= 0x10  # one bit flip inside the deflate data
+    src = tmp_path / "c.jsonl.gz"
+    src.write_bytes(bytes(data))
+    r = encode(src, tmp_path / "out" / "o.bin")
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert err.count("tct-encode:") == 1 and "corrupt gzip stream" in err
+    assert "cannot be trusted" in err
+    assert "invalid JSON" not in err
+    assert not (tmp_path / "out").exists() or no_outputs(tmp_path / "out", "o")

@@ -1,6 +1,6 @@
 # CI runs these targets (.ci/run runs `make install test`, the README's test command).
 #   make install      build the Rust extension with maturin (through pip) and install tct + extras
-#   make lint         rustfmt, clippy, ruff check, ruff format --check
+#   make lint         rustfmt, clippy, ruff check, ruff format --check, mypy --strict, stubtest
 #   make test-rust    cargo test (the optimised `fast` profile: release speed, quicker to build)
 #   make test-python  pytest (whole corpus included)
 #   make test         lint + test-rust + test-python
@@ -17,14 +17,17 @@ CLIPPY_FLAGS := -- -D warnings
 # Editable install: python/ stays the live source and maturin builds the extension (release
 # profile) into python/tct/. --no-build-isolation uses the maturin installed just before.
 install:
-	$(PIP) install 'maturin>=1.5,<2' ruff
+	$(PIP) install 'maturin>=1.5,<2' ruff 'mypy>=1.10'
 	$(PIP) install --no-build-isolation -e '.[test,train,bench,eval]'
 
+# mypy.stubtest checks the hand-written stubs (_tct.pyi) against the built extension.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --all-features $(CLIPPY_FLAGS)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy --strict python/tct
+	$(PYTHON) -m mypy.stubtest tct._tct
 
 # Rewrite formatting in place (what `lint` checks).
 fmt:

@@ -561,3 +561,44 @@ def test_tct_train_refuses_an_empty_corpus(tmp_path):
     )  # fmt: skip
     assert r.returncode == 2 and b"no documents" in r.stderr
     assert not (tmp_path / "t.tct.json").exists()
+
+
+def test_sigterm_removes_the_temporaries_like_ctrl_c(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(tct.__file__).absolute().parents[1]))
+    out = tmp_path / "t.bin"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tct.cli_encode", "-", str(out), "--schema", str(SCHEMA), "--quiet"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdin is not None
+    line = (json.dumps(WORKFLOW) + "\n").encode()
+    proc.stdin.write(line * 300)
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not any(".tmp-" in p.name for p in tmp_path.iterdir()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(0.5)
+    proc.stdin.write(line * 10)
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 143
+    assert b"terminated" in proc.stderr.read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_corrupt_gzip_stream_is_reported_once_and_nothing_is_written(tmp_path):
+    data = bytearray(gzip.compress(((json.dumps(WORKFLOW) + "\n") * 2000).encode()))
+    data[len(data) // 2] ^= 0x10  # one bit flip inside the deflate data
+    src = tmp_path / "c.jsonl.gz"
+    src.write_bytes(bytes(data))
+    r = encode(src, tmp_path / "out" / "o.bin")
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert err.count("tct-encode:") == 1 and "corrupt gzip stream" in err
+    assert "cannot be trusted" in err
+    assert "invalid JSON" not in err
+    assert not (tmp_path / "out").exists() or no_outputs(tmp_path / "out", "o")

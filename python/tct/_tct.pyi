@@ -3,13 +3,23 @@
 # `Encoding` and `Matcher` are re-exported as they are.
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = [
+    "Tokenizer",
+    "Encoding",
+    "Matcher",
+    "encode_corpus",
+    "read_yaml",
+    "CorpusReader",
+    "__version__",
+]
 
+@final
 class Encoding:
     """Token ids of one document plus the JSON pointers where the generic path was used."""
 
@@ -17,11 +27,12 @@ class Encoding:
     def ids(self) -> list[int]: ...
     @property
     def fallbacks(self) -> list[str]: ...
-    def __init__(self, ids: list[int], fallbacks: list[str]) -> None: ...
+    def __new__(cls, ids: list[int], fallbacks: list[str]) -> Encoding: ...
     def __len__(self) -> int: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __reduce__(self) -> tuple[type[Encoding], tuple[list[int], list[str]]]: ...
 
+@final
 class Matcher:
     """Constrained-generation state: which ids may come next so the document stays valid."""
 
@@ -69,6 +80,7 @@ class Matcher:
         values dropped: each snapshot extends the previous one."""
     def __deepcopy__(self, memo: Any) -> Matcher: ...
 
+@final
 class Tokenizer:
     """The compiled core. Takes UTF-8 JSON bytes only; see `tct.Tokenizer` for the public API."""
 
@@ -94,7 +106,7 @@ class Tokenizer:
         vocab_size: int,
         dictionary_size: int | None = None,
         merge_scope: str | None = None,
-        name: str = "tokenizer",
+        name: str = ...,
         progress: bool = False,
         num_threads: int | None = None,
         groups: list[int] | None = None,
@@ -163,18 +175,19 @@ def read_yaml(text: str) -> str:
     """One YAML 1.2 document (tct-encode's rules) as compact JSON text; `ValueError` if it
     does not parse."""
 
+@final
 class CorpusReader:
     """The inputs of a corpus in tct-encode's order: `(source, json_text, error, group)` each,
     at most one of `json_text` and `error` not `None` (neither: the record's `field` is null);
     `group` is the record's `group_field`."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         input: str,
         field: str | None = None,
         follow_symlinks: bool = False,
         group_field: str | None = None,
-    ) -> None: ...
+    ) -> CorpusReader: ...
     def __iter__(self) -> CorpusReader: ...
     def __next__(self) -> tuple[str, str | None, str | None, str | None]: ...
 

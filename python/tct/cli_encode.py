@@ -12,13 +12,14 @@ exit statuses are documented in docs/tct-encode.md.
 
 Exit status: 0 all inputs encoded; 1 some inputs rejected (the output is still valid and
 complete for the others, the meta lists them); 2 usage or fatal error (nothing is written);
-130 interrupted (Ctrl-C; nothing is written).
+130 interrupted (Ctrl-C; nothing is written); 143 terminated (SIGTERM; nothing is written).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from typing import Any, TextIO
@@ -27,6 +28,13 @@ EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_FATAL = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process it killed
+
+
+class _Terminated(Exception):
+    """Raised by the SIGTERM handler inside the run's progress check, so that the Rust side
+    stops and removes its temporary files exactly as for Ctrl-C."""
+
 
 DEFAULT_TOKENIZER = "github-workflow"
 
@@ -265,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FATAL
 
     progress = None if args.quiet else ProgressBar(err)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         summary = _tct.encode_corpus(
             tokenizer._core,
@@ -284,9 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.write("\ntct-encode: interrupted; nothing was written\n")
         return EXIT_INTERRUPTED
+    except _Terminated:
+        err.write("\ntct-encode: terminated (SIGTERM); nothing was written\n")
+        return EXIT_TERMINATED
     except (ValueError, OSError) as e:
         err.write(f"tct-encode: {e}; nothing was written\n")
         return EXIT_FATAL
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if not args.quiet:
         print_summary(summary, err)
     else:

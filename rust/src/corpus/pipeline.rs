@@ -263,7 +263,9 @@ pub fn read_document(
     group_field: Option<&str>,
 ) -> (String, Result<Option<(String, Option<String>)>, String>) {
     let payload = match item.payload {
-        Payload::Unreadable(reason) => return (item.source, Err(reason)),
+        Payload::Unreadable(reason) | Payload::Corrupt(reason) => {
+            return (item.source, Err(reason))
+        }
         Payload::File { path, format, size } => read_file(&path, size).map(|b| (b, format)),
         Payload::Line(line) => Ok((line, Format::Json)),
     };
@@ -357,6 +359,7 @@ fn process<E: DocEncoder>(item: Item, ctx: &Ctx<'_, E>) -> Processed {
     let mut group: Option<String> = None;
     let outcome = match item.payload {
         Payload::Unreadable(reason) => Outcome::Rejected(reason),
+        Payload::Corrupt(reason) => Outcome::Fatal(reason),
         Payload::File { path, format, size } => match read_file(&path, size) {
             Ok(b) => with_parsed(&b, format, |doc| encode_selected(doc, &item.source, ctx))
                 .unwrap_or_else(Outcome::Rejected),

@@ -35,6 +35,9 @@ pub enum Payload {
     Line(Vec<u8>),
     /// Something that could not even be listed or read; the reason is reported.
     Unreadable(String),
+    /// The input stream itself is damaged (a corrupt gzip stream): nothing read from it can be
+    /// trusted, so the run stops and publishes nothing.
+    Corrupt(String),
 }
 
 /// One input entry. `ordinal` counts every entry of the input in order (it decides the
@@ -53,7 +56,7 @@ impl Item {
         match &self.payload {
             Payload::File { size, .. } => *size,
             Payload::Line(b) => b.len() as u64,
-            Payload::Unreadable(_) => 0,
+            Payload::Unreadable(_) | Payload::Corrupt(_) => 0,
         }
     }
 }
@@ -382,13 +385,23 @@ impl Iterator for Input {
                         return Some(self.item(source, Payload::Line(buf)));
                     }
                     Err(e) => {
-                        // A corrupt gzip stream or an I/O error ends this input; what was read
-                        // before stays valid and the error is reported like a bad document.
+                        // A gzip checksum covers its whole member and is checked only at its
+                        // end, so a bit flip shows first as garbled lines (which may even still
+                        // parse) and only then as an error: every line read so far is suspect.
+                        // The run reports the stream once and stops (nothing is published).
                         *failed = true;
                         let source = format!("{name}:{at}");
-                        return Some(
-                            self.item(source, Payload::Unreadable(format!("read error: {e}"))),
-                        );
+                        let before = at - 1;
+                        let reason = if name.ends_with(".gz") {
+                            format!(
+                                "{name}: corrupt gzip stream, detected at line {at} ({e}); the \
+                                 {before} lines decompressed before it come from the damaged \
+                                 stream and cannot be trusted"
+                            )
+                        } else {
+                            format!("{name}: read error at line {at}: {e}")
+                        };
+                        return Some(self.item(source, Payload::Corrupt(reason)));
                     }
                 }
             },
@@ -600,7 +613,7 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_gzip_is_reported_not_fatal() {
+    fn corrupt_gzip_is_reported_as_a_corrupt_stream() {
         let d = tmpdir("gzbad");
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         for i in 0..2000 {
@@ -614,7 +627,7 @@ mod tests {
             .unwrap()
             .collect();
         assert!(
-            matches!(items.last().unwrap().payload, Payload::Unreadable(_)),
+            matches!(&items.last().unwrap().payload, Payload::Corrupt(m) if m.contains("corrupt gzip stream")),
             "{:?}",
             items.last()
         );

@@ -18,7 +18,7 @@ CLIPPY_FLAGS := -- -D warnings
 # profile) into python/tct/. --no-build-isolation uses the maturin installed just before.
 install:
 	$(PIP) install 'maturin>=1.5,<2' ruff
-	$(PIP) install --no-build-isolation -e '.[test,train,bench]'
+	$(PIP) install --no-build-isolation -e '.[test,train,bench,hf]'
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -18,7 +18,7 @@ CLIPPY_FLAGS := -- -D warnings
 # profile) into python/tct/. --no-build-isolation uses the maturin installed just before.
 install:
 	$(PIP) install 'maturin>=1.5,<2' ruff 'mypy>=1.10'
-	$(PIP) install --no-build-isolation -e '.[test,train,bench,eval]'
+	$(PIP) install --no-build-isolation -e '.[test,train,bench,eval,hf]'
 
 # mypy.stubtest checks the hand-written stubs (_tct.pyi) against the built extension.
 lint:

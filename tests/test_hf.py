@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -119,3 +120,59 @@ def test_export_refuses_what_nanochat_cannot_express(tmp_path: Path) -> None:
     (tmp_path / "full" / "x").write_text("keep me")
     assert export_main(["--checkpoint", str(run), "--out", str(tmp_path / "full")]) == 2
     assert (tmp_path / "full" / "x").read_text() == "keep me"
+
+
+def test_hf_generate_with_the_processor_gives_valid_documents(
+    exported: tuple[Path, Path], workflow_validator: Any
+) -> None:
+    import tct.hf
+
+    _, out = exported
+    model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    tok = tct.Tokenizer.from_file(out / "tct_tokenizer.json")
+    bos = torch.tensor([[tok.bos_id]] * 4)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        rows = model.generate(
+            bos,
+            do_sample=True,
+            max_new_tokens=40,
+            logits_processor=[tct.hf.TctLogitsProcessor(tok)],
+            pad_token_id=tok.pad_id,
+            eos_token_id=tok.eos_id,
+        )
+    assert rows.shape[0] == 4
+    for row in rows:
+        doc = json.loads(tct.hf.decode(tok, row[1:]))
+        assert not list(workflow_validator.iter_errors(doc))
+    # Beam search: rows are reordered between steps; the processor follows them by prefix.
+    with torch.no_grad():
+        beams = model.generate(
+            bos[:1],
+            num_beams=2,
+            do_sample=False,
+            max_new_tokens=12,
+            logits_processor=[tct.hf.TctLogitsProcessor(tok)],
+            pad_token_id=tok.pad_id,
+            eos_token_id=tok.eos_id,
+        )
+    m = tok.matcher()
+    for t in beams[0].tolist():
+        if t == tok.eos_id:
+            break
+        assert m.accept_token(t), t  # every id the beams kept was allowed
+
+
+def test_processor_checks_its_arguments() -> None:
+    import tct.hf
+
+    tok = tct.load("github-workflow")
+    with pytest.raises(ValueError, match="max_tokens"):
+        tct.hf.TctLogitsProcessor(tok, max_tokens=0)
+    proc = tct.hf.TctLogitsProcessor(tok)
+    with pytest.raises(ValueError, match="prompt id"):
+        proc(torch.tensor([[tok.bos_id, tok.eos_id]]), torch.zeros(1, tok.vocab_size))
+    scores = proc(torch.tensor([[tok.bos_id]]), torch.zeros(1, tok.vocab_size + 7))
+    allowed = torch.isfinite(scores[0])
+    assert torch.equal(allowed[: tok.vocab_size], torch.from_numpy(tok.matcher().allowed()))
+    assert not allowed[tok.vocab_size :].any()

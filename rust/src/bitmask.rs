@@ -23,11 +23,11 @@
 //! which the matcher can always follow since base ids are ids) plus EOS no longer fits. By
 //! induction a matcher whose budget admitted a completion when it was set keeps one: the first id
 //! of the current completion always fits. The check is exact for every id that is not plain
-//! content of an unconstrained string, by stepping a copy of the machine; such content ids (most
-//! of the vocabulary inside a string) cannot lengthen the completion by more than
-//! `CONTENT_SLACK` ids (finishing a UTF-8 sequence, then the string's close), so they are
-//! allowed while that worst case fits: a few ids before the end of the budget, content is
-//! forbidden a little early rather than simulated id by id. Far from the end (more than
+//! string content; content ids (most of the vocabulary inside a string) cannot lengthen the
+//! completion by more than `CONTENT_SLACK` ids in an unconstrained string, so they are allowed
+//! while that worst case fits. Closer to the end, single-byte content ids are checked exactly and
+//! merged content ids are forbidden: the completion is made of base ids, so its first id is always
+//! checked exactly and always fits, which keeps the induction. Far from the end (more than
 //! `HORIZON` ids beyond the current completion) nothing is checked: one id does not lengthen the
 //! completion by that much in practice, and checking every step would cost a copy of the machine
 //! per candidate id.
@@ -163,8 +163,12 @@ impl GuidedMatcher {
         if left < 2 {
             return false;
         }
-        if in_string && self.is_content(id) {
-            return c0 + CONTENT_SLACK + 2 <= left;
+        if in_string && self.is_content(id) && c0 + CONTENT_SLACK + 2 <= left {
+            return true;
+        }
+        if in_string && self.is_content(id) && id >= 256 {
+            // Near the end, a merged content id is not simulated: base bytes still reach the end.
+            return false;
         }
         match self.completion_after(id) {
             Some(c) => c + 2 <= left,

@@ -574,6 +574,15 @@ fn analyse(g: &mut Graph) {
             (a + b).min(INF)
         }
     };
+    let mul = |k: u64, each: u64| {
+        if k == 0 {
+            0
+        } else if each >= INF {
+            INF
+        } else {
+            k.saturating_mul(each).min(INF)
+        }
+    };
     loop {
         let mut changed = false;
         for i in 0..n {
@@ -583,10 +592,17 @@ fn analyse(g: &mut Graph) {
                     add(1, bs.iter().map(|&b| cost[b as usize]).min().unwrap_or(INF))
                 }
                 (None, Node::Arr(a)) => {
+                    // Arithmetic, not a loop over `min_items` (a loop never ended for 1e18):
+                    // the prefix items one by one, then the rest at the items' cost each.
                     let mut c = 1;
-                    for k in 0..a.min_items as usize {
-                        let item = a.prefix.get(k).copied().or(a.items);
-                        c = add(c, item.map_or(INF, |it| cost[it as usize]));
+                    let in_prefix = a.min_items.min(a.prefix.len() as u64);
+                    for &it in &a.prefix[..in_prefix as usize] {
+                        c = add(c, cost[it as usize]);
+                    }
+                    let rest = a.min_items - in_prefix;
+                    if rest > 0 {
+                        let each = a.items.map_or(INF, |it| cost[it as usize]);
+                        c = add(c, mul(rest, each));
                     }
                     c
                 }
@@ -613,14 +629,18 @@ fn analyse(g: &mut Graph) {
                             .as_ref()
                             .and_then(|m| m.entry.iter().map(|&e| cost[e as usize]).min())
                             .map_or(INF, |e| add(2, e));
-                        for _ in count..o.min_props {
-                            let next = if !extras.is_empty() && extras[0] <= entry {
-                                extras.remove(0)
-                            } else {
-                                entry
-                            };
-                            c = add(c, next);
+                        // The cheapest extras in order (sorted), then map entries for the rest:
+                        // arithmetic again, as `min_props` may be large.
+                        let need = o.min_props - count;
+                        let mut taken = 0u64;
+                        for &x in extras.iter().take_while(|&&x| x <= entry) {
+                            if taken == need {
+                                break;
+                            }
+                            c = add(c, x);
+                            taken += 1;
                         }
+                        c = add(c, mul(need - taken, entry));
                     }
                     c
                 }

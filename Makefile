@@ -1,6 +1,6 @@
 # CI runs these targets (.ci/run runs `make install test`, the README's test command).
 #   make install      build the Rust extension with maturin (through pip) and install tct + extras
-#   make lint         rustfmt, clippy, ruff check, ruff format --check
+#   make lint         rustfmt, clippy, ruff check, ruff format --check, mypy --strict, stubtest
 #   make test-rust    cargo test (the optimised `fast` profile: release speed, quicker to build)
 #   make test-python  pytest (whole corpus included)
 #   make test         lint + test-rust + test-python
@@ -17,14 +17,17 @@ CLIPPY_FLAGS := -- -D warnings
 # Editable install: python/ stays the live source and maturin builds the extension (release
 # profile) into python/tct/. --no-build-isolation uses the maturin installed just before.
 install:
-	$(PIP) install 'maturin>=1.5,<2' ruff
-	$(PIP) install --no-build-isolation -e '.[test,train,bench,eval]'
+	$(PIP) install 'maturin>=1.5,<2' ruff 'mypy>=1.10'
+	$(PIP) install --no-build-isolation -e '.[test,train,bench,eval,hf]'
 
+# mypy.stubtest checks the hand-written stubs (_tct.pyi) against the built extension.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --all-features $(CLIPPY_FLAGS)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy --strict python/tct
+	$(PYTHON) -m mypy.stubtest tct._tct
 
 # Rewrite formatting in place (what `lint` checks).
 fmt:
@@ -47,3 +50,17 @@ clean:
 	$(CARGO) clean
 	rm -f python/tct/_tct*.so
 	rm -rf .pytest_cache .ruff_cache .hypothesis
+
+# Reproduce the shipped tokenizer file from ../shared/data: the whole workflow corpus (the
+# `json` field of each record), one group per repository, the library's defaults. Training is
+# deterministic (no wall-clock times in the file), so the result is compared byte for byte.
+SHARED_DATA ?= ../shared/data
+BUNDLED := python/tct/data/github-workflow.tct.json
+BUNDLED_OUT ?= target/github-workflow.tct.json
+.PHONY: bundled-tokenizer
+bundled-tokenizer:
+	@mkdir -p $(dir $(BUNDLED_OUT))
+	$(PYTHON) -m tct.cli_train $(SHARED_DATA)/schemas/github-workflow.json \
+		$(SHARED_DATA)/workflows/workflows.jsonl.gz $(BUNDLED_OUT) \
+		--field json --group-field repo --name github-workflow --quiet
+	cmp $(BUNDLED_OUT) $(BUNDLED) && echo "$(BUNDLED_OUT) is byte-identical to $(BUNDLED)"

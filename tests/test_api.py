@@ -115,7 +115,7 @@ def test_boolean_schema_true_accepts_anything() -> None:
 def test_schema_errors() -> None:
     with pytest.raises(tct.SchemaError):
         tct.Tokenizer.from_schema('{"type": "object",')  # not JSON
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(tct.SchemaError, match=r"no/such/schema\.json"):
         tct.Tokenizer.from_schema("no/such/schema.json")
     with pytest.raises(TypeError):
         tct.Tokenizer.from_schema(42)  # type: ignore[arg-type]
@@ -423,3 +423,93 @@ def test_matcher_copy_is_independent(small: tct.Tokenizer) -> None:
         c.advance(i)
     assert c.is_complete() and m.position == 1 and not m.is_complete()
     assert copy.deepcopy(m).position == 1
+
+
+# -- what a new user reaches first ------------------------------------------------------------
+
+
+def test_the_bundled_tokenizer_hands_out_its_schema() -> None:
+    tok = tct.load("github-workflow")
+    schema = tok.schema
+    assert isinstance(schema, dict) and "jobs" in schema["properties"]
+    schema["properties"].clear()  # a copy: the tokenizer is unchanged
+    assert "jobs" in tok.schema["properties"]
+    # The schema compiles to the same base tokenizer the bundled one was trained over.
+    base = tct.Tokenizer.from_schema(tok.schema)
+    doc = {"on": "push", "jobs": {"b": {"runs-on": "x", "steps": [{"run": "make"}]}}}
+    assert json.loads(base.decode(base.encode(doc)).json) == doc
+    assert tct.Tokenizer.from_schema({"type": "integer"}).schema == {"type": "integer"}
+
+
+def test_unreadable_schema_files_are_schema_errors_naming_the_path(tmp_path: Path) -> None:
+    with pytest.raises(tct.SchemaError, match=r"nope\.json: cannot read the schema file"):
+        tct.Tokenizer.from_schema("nope.json")
+    with pytest.raises(tct.SchemaError, match=r"missing\.json: cannot read the registry file"):
+        tct.Tokenizer.from_schema({}, registry=[tmp_path / "missing.json"])
+    with pytest.raises(tct.SchemaError, match="cannot read the tokenizer file"):
+        tct.Tokenizer.from_file(tmp_path)  # a directory
+
+
+def test_decode_returns_a_named_result_that_still_unpacks() -> None:
+    tok = tct.Tokenizer.from_schema({"type": "array", "items": {"type": "integer"}})
+    ids = tok.encode([1, 2])
+    d = tok.decode(ids + [tok.eos_id])
+    assert isinstance(d, tct.Decoded)
+    assert (d.json, d.consumed, d.total) == ("[1,2]", len(ids) + 1, len(ids) + 1)
+    text, consumed, total = d
+    assert (text, consumed, total) == tuple(d)
+    assert tct.decode(tct.encode({"on": "push"})).json.startswith("{")
+
+
+def test_read_yaml_follows_yaml_1_2_as_tct_encode_does() -> None:
+    doc = tct.read_yaml("on: push\nyes: no\nn: 017\nbig: 1e5\nsep: 1_000\nbin: 0b101\ninf: .inf\n")
+    assert doc["on"] == "push" and doc["yes"] == "no"  # PyYAML: True: ...
+    # The corpus conversion's rules: floats as Python spells them, infinities as strings.
+    assert (doc["n"], doc["big"], doc["sep"], doc["bin"]) == (17, 100000.0, 1000, 5)
+    assert doc["inf"] == "inf"
+    with pytest.raises(tct.CorpusError, match="line 2"):
+        tct.read_yaml("a: [1\nb: ]\n")
+    with pytest.raises(TypeError):
+        tct.read_yaml(b"on: push")  # type: ignore[arg-type]
+
+
+def test_read_corpus_and_tct_encode_read_the_same_documents(tmp_path: Path) -> None:
+    """The four scalars the YAML readers used to disagree on give the same ids whether a
+    document goes through tct.read_corpus + encode (tct-train's path) or tct-encode."""
+    import subprocess
+    import sys
+
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.yml").write_text("on: push\nenv: {A: 1e5, B: 1_000, C: 0b101, D: .inf}\n")
+    (tree / "sub" / "b.json").write_text('{"on": "push", "env": {"X": 1.50}}')
+    (tree / "bad.yml").write_text("a: [\n")
+    tok = tct.load("github-workflow")
+    with pytest.raises(tct.CorpusError, match=r"bad\.yml"):
+        list(tct.read_corpus(tree))
+    texts = list(tct.read_corpus(tree, text=True, skip_rejected=True))
+    values = list(tct.read_corpus(tree, skip_rejected=True))
+    assert values == [json.loads(t) for t in texts] and values[0]["on"] == "push"
+    out = tmp_path / "o.bin"
+    env = {"PYTHONPATH": str(Path(tct.__file__).absolute().parents[1]), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run(
+        [sys.executable, "-m", "tct.cli_encode", str(tree), str(out), "--quiet"],
+        capture_output=True,
+        env=env,
+    )
+    assert r.returncode == 1, r.stderr  # bad.yml rejected
+    shard = tct.read_shard(out)
+    encoded = [
+        [int(x) for x in shard.ids[shard.offsets[i] + 1 : shard.offsets[i + 1] - 1]]
+        for i in range(len(shard))
+    ]
+    assert encoded == [tok.encode(t) for t in texts]
+    # Records: the document is a field; a null field holds none and is skipped.
+    jl = tmp_path / "r.jsonl"
+    jl.write_text('{"repo": "a", "json": {"on": "push"}}\n{"repo": "b", "json": null}\n')
+    assert list(tct.read_corpus(jl, field="json")) == [{"on": "push"}]
+    assert list(tct.read_corpus(jl, field="/json/on", skip_rejected=True)) == ["push"]
+    with pytest.raises(tct.CorpusError, match=r"r\.jsonl:1: no field"):
+        list(tct.read_corpus(jl, field="yaml"))
+    with pytest.raises(tct.CorpusError, match="nothing-here"):
+        list(tct.read_corpus(tmp_path / "nothing-here"))

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,14 +23,21 @@ import tct
 from conftest import require_data
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SCHEMA = DATA / "schemas" / "github-workflow.json"
 CORPUS = DATA / "workflows" / "workflows.jsonl.gz"
 
 
-@pytest.fixture(autouse=True)
-def _data():
-    """Skip without ../shared/data (fail under TCT_REQUIRE_DATA=1, as in CI)."""
-    require_data()
+def _schema_path() -> Path:
+    """github-workflow.json from the data, else the copy the bundled tokenizer embeds (so the
+    tests that need only the schema run on a fresh clone; the corpus tests skip there)."""
+    path = DATA / "schemas" / "github-workflow.json"
+    if path.is_file():
+        return path
+    path = Path(tempfile.gettempdir()) / f"tct-tests-github-workflow-{os.getuid()}.json"
+    path.write_text(json.dumps(tct.load("github-workflow").schema), encoding="utf-8")
+    return path
+
+
+SCHEMA = _schema_path()
 
 
 def run_cli(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None):
@@ -323,27 +331,52 @@ def test_shard_slices_cover_the_corpus_exactly_once(real_tree, records, tmp_path
         (real_tree / "r9").rmdir()
 
 
-def test_val_split_is_deterministic_and_partitions(real_tree, records, tmp_path):
-    r = encode(real_tree, tmp_path / "a.bin", "--val-fraction", "0.2", "--seed", "5")
-    assert r.returncode == 0
+def test_val_split_is_by_repository_deterministic_and_partitions(records, tmp_path):
+    src = tmp_path / "records.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in records))
+    r = encode(src, tmp_path / "a.bin", "--field", "json", "--val-fraction", "0.2", "--seed", "5")
+    assert r.returncode == 0, r.stderr
     train = tct.read_shard(tmp_path / "a.bin").meta
     val = tct.read_shard(tmp_path / "a.val.bin").meta
     assert train["split"]["kind"] == "train" and val["split"]["kind"] == "val"
     both = train["documents"]["source"] + val["documents"]["source"]
     assert sorted(both) == sorted(set(both)) and len(both) == len(records)
-    assert 0.1 < len(val["documents"]["source"]) / len(records) < 0.3
-    # The split of a document depends on (seed, source) only: a slice agrees with the whole.
+    assert 0.05 < len(val["documents"]["source"]) / len(records) < 0.4
+    # Every repository lies wholly on one side (its `repo` field is the group).
+    repo_of = {f"records.jsonl:{i + 1}": rec["repo"] for i, rec in enumerate(records)}
+    val_repos = {repo_of[x] for x in val["documents"]["source"]}
+    train_repos = {repo_of[x] for x in train["documents"]["source"]}
+    assert val_repos and not (val_repos & train_repos)
+    # A slice agrees with the whole.
     encode(
-        real_tree, tmp_path / "b.bin", "--val-fraction", "0.2", "--seed", "5", "--num-shards", "2"
-    )
+        src, tmp_path / "b.bin", "--field", "json", "--val-fraction", "0.2", "--seed", "5",
+        "--num-shards", "2",
+    )  # fmt: skip
     half = tct.read_shard(tmp_path / "b.val.bin").meta["documents"]["source"]
-    assert set(half) <= set(val["documents"]["source"])
-    # Another seed, another split.
-    encode(real_tree, tmp_path / "c.bin", "--val-fraction", "0.2", "--seed", "6")
-    assert (
-        tct.read_shard(tmp_path / "c.val.bin").meta["documents"]["source"]
-        != val["documents"]["source"]
-    )
+    assert half and set(half) <= set(val["documents"]["source"])
+    # Another seed, another split; another group field, another split.
+    for extra in (["--seed", "6"], ["--seed", "5", "--val-group", "path"]):
+        encode(src, tmp_path / "c.bin", "--field", "json", "--val-fraction", "0.2", *extra)
+        other = tct.read_shard(tmp_path / "c.val.bin").meta["documents"]["source"]
+        assert other != val["documents"]["source"], extra
+
+
+def test_val_split_of_a_tree_is_by_top_directory(tmp_path):
+    doc = '{"on": "push", "jobs": {"b": {"runs-on": "x", "steps": [{"run": "y"}]}}}'
+    for d in range(12):
+        for f in range(3):
+            p = tmp_path / "tree" / f"d{d:02d}" / "sub" / f"{f}.json"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(doc)
+    r = encode(tmp_path / "tree", tmp_path / "o.bin", "--val-fraction", "0.3", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    val = tct.read_shard(tmp_path / "o.val.bin").meta["documents"]["source"]
+    train = tct.read_shard(tmp_path / "o.bin").meta["documents"]["source"]
+    top = {x.split("/")[0] for x in val}
+    assert top and not (top & {x.split("/")[0] for x in train})
+    assert len(val) == 3 * len(top)
+    bad = encode(tmp_path / "tree", tmp_path / "p.bin", "--val-group", "repo")
+    assert bad.returncode == 2 and b"JSONL" in bad.stderr
 
 
 def test_max_tokens_skips_and_counts(real_tree, records, tmp_path):
@@ -386,7 +419,8 @@ def test_fatal_errors_exit_2(tmp_path):
 
 
 def test_progress_and_summary_on_stderr(tmp_path):
-    (tmp_path / "x.jsonl").write_text('{"on": "push", "jobs": {}}\n' * 50)
+    doc = '{"on": "push", "jobs": {"b": {"runs-on": "x", "steps": [{"run": "y"}]}}}'
+    (tmp_path / "x.jsonl").write_text(doc + "\n" * 1 + (doc + "\n") * 49)
     r = run_cli(str(tmp_path / "x.jsonl"), str(tmp_path / "o.bin"), "--schema", str(SCHEMA))
     assert r.returncode == 0 and r.stdout == b""
     err = r.stderr.decode()
@@ -396,3 +430,175 @@ def test_progress_and_summary_on_stderr(tmp_path):
         str(tmp_path / "x.jsonl"), str(tmp_path / "q.bin"), "--schema", str(SCHEMA), "--quiet"
     )
     assert q.returncode == 0 and q.stderr == b""
+
+
+WORKFLOW = {"on": "push", "jobs": {"b": {"runs-on": "x", "steps": [{"run": "y"}]}}}
+
+
+def write_records(path: Path, n: int = 10) -> None:
+    """JSONL records like the development corpus': the document is the `json` field."""
+    with path.open("w") as f:
+        for i in range(n):
+            rec = {"repo": f"o/r{i % 4}", "path": f"w{i}.yml", "yaml": "on: push", "json": WORKFLOW}
+            f.write(json.dumps(rec) + "\n")
+
+
+def test_records_encode_with_field_and_warn_without(tok, tmp_path):
+    src = tmp_path / "records.jsonl"
+    write_records(src)
+    for field in ("json", "/json"):
+        r = encode(src, tmp_path / "f.bin", "--field", field)
+        assert r.returncode == 0 and b"WARNING" not in r.stderr, r.stderr
+        assert decoded_docs(tok, tmp_path / "f.bin") == [WORKFLOW] * 10
+        assert tct.read_shard(tmp_path / "f.bin").meta["counts"]["fallback_documents"] == 0
+    # Whole records do not conform: a loud warning (even with --quiet) naming the commonest
+    # fallback places, and the hint.
+    r = encode(src, tmp_path / "w.bin")
+    err = r.stderr.decode()
+    assert r.returncode == 0
+    assert "WARNING: 10 of 10 documents (100%)" in err and "--field" in err
+    # A missing field is a rejected input, named.
+    r = encode(src, tmp_path / "m.bin", "--field", "/nope/0")
+    assert r.returncode == 1
+    meta = json.loads((tmp_path / "m.meta.json").read_text())
+    assert meta["rejected"][0]["source"] == "records.jsonl:1"
+    assert "no field" in meta["rejected"][0]["reason"]
+
+
+def test_empty_inputs_are_an_error_and_write_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a document")
+    (tmp_path / "e.jsonl").write_text("\n\n")
+    for src in ("empty", "notes", "e.jsonl"):
+        r = encode(tmp_path / src, tmp_path / "out" / "o.bin")
+        assert r.returncode == 2 and b"no input documents" in r.stderr, (src, r.stderr)
+        assert not (tmp_path / "out").exists() or no_outputs(tmp_path / "out", "o")
+
+
+def test_outputs_that_are_or_lie_inside_inputs_are_refused(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.json").write_text(json.dumps(WORKFLOW))
+    meta = tmp_path / "x.meta.json"
+    meta.write_text(json.dumps(WORKFLOW))
+    before = meta.read_bytes()
+    # The output's metadata file would replace the input.
+    r = encode(meta, tmp_path / "x.bin")
+    assert r.returncode == 2 and b"is the input" in r.stderr
+    assert meta.read_bytes() == before and not (tmp_path / "x.bin").exists()
+    # Outputs inside the input tree (directly or in a new subdirectory), also as val outputs.
+    for out, extra in (
+        (tree / "o.bin", []),
+        (tree / "sub" / "o.bin", []),
+        (tree / ".." / "tree" / "v.bin", ["--val-fraction", "0.5"]),
+    ):
+        r = encode(tree, out, *extra)
+        assert r.returncode == 2 and b"lies inside the input" in r.stderr, (out, r.stderr)
+    assert sorted(p.name for p in tree.rglob("*")) == ["a.json"]
+
+
+def test_a_tree_never_reads_its_own_outputs(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.json").write_text(json.dumps(WORKFLOW))
+    assert encode(tree, tmp_path / "o.bin").returncode == 0
+    # Shards from elsewhere copied into the tree: the metadata is refused, not encoded.
+    for name in ("o.bin", "o.idx", "o.meta.json"):
+        (tree / name).write_bytes((tmp_path / name).read_bytes())
+    r = encode(tree, tmp_path / "p.bin")
+    assert r.returncode == 1
+    meta = json.loads((tmp_path / "p.meta.json").read_text())
+    assert meta["documents"]["source"] == ["a.json"]
+    assert meta["rejected"][0]["source"] == "o.meta.json"
+    assert "tct-encode output" in meta["rejected"][0]["reason"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and symlinks (POSIX)")
+def test_fifos_and_symlinks_out_of_the_tree_are_reported(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.json").write_text(json.dumps(WORKFLOW))
+    os.mkfifo(tree / "pipe.yml")
+    secret = tmp_path / "secret.yml"
+    secret.write_text("on: push\njobs: {}\n")
+    (tree / "link.yml").symlink_to(secret)
+    (tree / "inner.json").symlink_to(tree / "a.json")
+    r = encode(tree, tmp_path / "o.bin")
+    assert r.returncode == 1, r.stderr
+    meta = json.loads((tmp_path / "o.meta.json").read_text())
+    assert meta["documents"]["source"] == ["a.json", "inner.json"]
+    reasons = {x["source"]: x["reason"] for x in meta["rejected"]}
+    assert set(reasons) == {"link.yml", "pipe.yml"}
+    assert "outside the input tree" in reasons["link.yml"] and "FIFO" in reasons["pipe.yml"]
+    r = encode(tree, tmp_path / "f.bin", "--follow-symlinks")
+    meta = json.loads((tmp_path / "f.meta.json").read_text())
+    assert "link.yml" in meta["documents"]["source"]
+
+
+def test_the_trainer_takes_the_val_shard_written_beside_data(tmp_path):
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+    from trainer.data import load_data
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "workflows"
+    r = run_cli(str(examples), str(tmp_path / "x.bin"), "--val-fraction", "0.2", "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    data = load_data(str(tmp_path / "x.bin"), None, 0.02)
+    assert "x.val.bin, beside --data" in data.val_source
+    n_val = len(tct.read_shard(tmp_path / "x.val.bin"))
+    assert n_val > 0 and data.val is not None and data.val.num_docs == n_val
+    assert data.train.num_docs == len(tct.read_shard(tmp_path / "x.bin"))
+
+
+def test_tct_train_refuses_an_empty_corpus(tmp_path):
+    (tmp_path / "empty").mkdir()
+    full_env = dict(os.environ, PYTHONPATH=str(Path(tct.__file__).absolute().parents[1]))
+    r = subprocess.run(
+        [sys.executable, "-m", "tct.cli_train", str(SCHEMA), str(tmp_path / "empty"),
+         str(tmp_path / "t.tct.json")],
+        capture_output=True, env=full_env, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 2 and b"no documents" in r.stderr
+    assert not (tmp_path / "t.tct.json").exists()
+
+
+def test_sigterm_removes_the_temporaries_like_ctrl_c(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(tct.__file__).absolute().parents[1]))
+    out = tmp_path / "t.bin"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tct.cli_encode", "-", str(out), "--schema", str(SCHEMA), "--quiet"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdin is not None
+    line = (json.dumps(WORKFLOW) + "\n").encode()
+    proc.stdin.write(line * 300)
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not any(".tmp-" in p.name for p in tmp_path.iterdir()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(0.5)
+    proc.stdin.write(line * 10)
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 143
+    assert b"terminated" in proc.stderr.read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_corrupt_gzip_stream_is_reported_once_and_nothing_is_written(tmp_path):
+    data = bytearray(gzip.compress(((json.dumps(WORKFLOW) + "\n") * 2000).encode()))
+    data[len(data) // 2] ^= 0x10  # one bit flip inside the deflate data
+    src = tmp_path / "c.jsonl.gz"
+    src.write_bytes(bytes(data))
+    r = encode(src, tmp_path / "out" / "o.bin")
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert err.count("tct-encode:") == 1 and "corrupt gzip stream" in err
+    assert "cannot be trusted" in err
+    assert "invalid JSON" not in err
+    assert not (tmp_path / "out").exists() or no_outputs(tmp_path / "out", "o")

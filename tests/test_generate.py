@@ -352,7 +352,8 @@ def test_eval_writes_reports(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     args = ["--checkpoint", str(run_dir), "--data", str(shards[1]), "--samples", "16"]
-    args += ["--prompt-samples", "4", "--max-tokens", "64", "--schema", str(workflow_schema_path)]
+    # No --schema: the tokenizer's embedded schema validates.
+    args += ["--prompt-samples", "4", "--max-tokens", "64", "--reference-docs", "12"]
     args += ["--report-dir", str(tmp_path), "--device", "cpu"]
     assert trainer_eval.main(args) == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "eval_report.json").read_text(encoding="utf-8"))
@@ -367,8 +368,17 @@ def test_eval_writes_reports(
     assert set(tests) == {"minimal", "complex", "real"}
     for t in tests.values():
         assert t["accepted"] and t["schema_valid"] == 1.0 and t["respects_prompt"] == 1.0
+    d = s["distortion"]
+    assert d["steps"] >= 16 and 0 < d["feasible_mass_p10"] <= d["feasible_mass_mean"] <= 1
+    assert 0 <= d["below_half"] <= 1 and 0 <= d["argmax_forbidden"] <= 1
+    ref, lint = report["reference"], s["lint"]
+    if lint.get("error") is None:  # actionlint installed (the eval extra)
+        assert lint["n"] == 16 and 0 <= lint["lint_semantic"] <= 1
+        assert ref["n"] == 12 and ref["lint_all"] <= ref["lint_semantic"]
+        assert sum(lint["kinds"].values()) >= 16 * (1 - lint["lint_all"])
     md = (tmp_path / "eval_report.md").read_text(encoding="utf-8")
     assert "bits per byte" in md and "```yaml" in md and "## Prompt tests" in md
+    assert "## actionlint" in md and "## Distortion of masked sampling" in md
 
 
 def test_eval_rejects_a_shard_of_another_tokenizer(

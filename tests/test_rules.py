@@ -55,7 +55,7 @@ SERVICES_RULES = {
 }
 
 
-def walk(tok: tct.Tokenizer, seed: int, max_steps: int = 400, rules: object = None):
+def walk(tok: tct.Tokenizer, seed: int, max_steps: int = 400, rules: object = True):
     """A masked random walk; returns (document or None, ids). `None` too for a walk where
     the rules hit a dead end and the schema's mask was kept (`rules_fallbacks`)."""
     rng = random.Random(seed)
@@ -118,7 +118,7 @@ def test_ids_equal_with_and_without_rules(services: tct.Tokenizer) -> None:
     plain = tct.Tokenizer.from_schema(SERVICES_SCHEMA)
     doc = {"services": {"db": {"image": "pg"}, "web": {"depends_on": ["db"], "extends": "db"}}}
     assert services.encode(doc) == plain.encode(doc)
-    m = services.matcher()
+    m = services.matcher(rules=True)
     for i in services.encode(doc):
         m.advance(i)
     assert m.is_complete()
@@ -145,7 +145,7 @@ def test_a_cycle_is_refused_id_by_id(services: tct.Tokenizer) -> None:
     ok = {"services": {"a": {"depends_on": ["b"]}, "b": {"depends_on": ["c"]}, "c": {}}}
     bad = {"services": {"a": {"depends_on": ["b"]}, "b": {"depends_on": ["a"]}}}
     for doc, accepted in ((ok, True), (bad, False)):
-        m = services.matcher()
+        m = services.matcher(rules=True)
         try:
             for i in services.encode(doc):
                 m.advance(i)
@@ -162,13 +162,13 @@ def test_a_cycle_is_refused_id_by_id(services: tct.Tokenizer) -> None:
 
 def test_a_forward_reference_blocks_closing(services: tct.Tokenizer) -> None:
     pending = {"services": {"a": {"depends_on": ["zz"]}}}
-    m = services.matcher()
+    m = services.matcher(rules=True)
     with pytest.raises(tct.DecodeError):
         for i in services.encode(pending):
             m.advance(i)
 
 
-def test_bundled_workflow_rules_are_on_by_default() -> None:
+def test_bundled_workflow_rules_are_opt_in() -> None:
     tok = tct.load("github-workflow")
     assert any("ref-glob" in r for r in tok.rules)
     doc = {
@@ -183,18 +183,18 @@ def test_bundled_workflow_rules_are_on_by_default() -> None:
         },
     }
     ids = tok.encode(doc)
-    m = tok.matcher()
+    m = tok.matcher(rules=True)
     for i in ids:
         m.advance(i)
     assert m.is_complete()
     broken = json.loads(json.dumps(doc))
     broken["jobs"]["test"]["needs"] = ["nope"]
     broken["on"]["push"]["branches"] = ["my branch"]
-    m = tok.matcher()
+    m = tok.matcher(rules=True)
     with pytest.raises(tct.DecodeError):
         for i in tok.encode(broken):
             m.advance(i)
-    m = tok.matcher(rules=False)
-    for i in tok.encode(broken):
-        m.advance(i)
-    assert m.is_complete()
+    for m in (tok.matcher(), tok.matcher(rules=False)):  # the default is the schema alone
+        for i in tok.encode(broken):
+            m.advance(i)
+        assert m.is_complete()

@@ -25,11 +25,11 @@ import torch
 import tct
 from trainer import checkpoint
 from trainer.data import BatchLoader, DataError, DocumentSet, load_data
-from trainer.evaluate import evaluate
 from trainer.metrics import read_metrics
 from trainer.model import GPT, GPTConfig
 from trainer.presets import PRESETS
 from trainer.train import main
+from trainer.validation_loss import validation_loss
 from trainer_shards import (
     BYTE_BOS,
     BYTE_EOS,
@@ -165,7 +165,7 @@ def test_bits_per_byte_is_exact_for_a_uniform_model(shard: Path) -> None:
     model = GPT(GPTConfig(vocab_size=TCT_VOCAB, sequence_len=64, n_layer=1, n_head=2, n_embd=32))
     torch.nn.init.zeros_(model.lm_head.weight)
     loader = BatchLoader(data.val, data.tokenizer, sequence_len=64, batch_size=8)
-    result = evaluate(model, loader, torch.autocast("cpu", enabled=False))
+    result = validation_loss(model, loader, torch.autocast("cpu", enabled=False))
     assert result["val_tokens"] == data.val.predicted_tokens
     assert result["val_loss"] == pytest.approx(math.log(TCT_VOCAB), rel=1e-6)
     expected_bpb = data.val.predicted_tokens * math.log2(TCT_VOCAB) / data.val.total_json_bytes

@@ -43,7 +43,7 @@ def test_directory_corpus_reads_json_and_yaml_with_yaml12_booleans(tmp_path: Pat
         "on: [push]\nyes: no\nflag: true\nn: 017\no: 0o17\nt: 1:20\nf: 3.10\n"
     )
     (tmp_path / "notes.txt").write_text("not a document")
-    docs = list(iter_documents(tmp_path))
+    docs = [json.loads(d) for d in iter_documents(tmp_path)]
     assert docs == [
         {"on": "push", "jobs": {}},
         # YAML 1.2: `on`, `yes`, `no` are strings; only true/false are booleans.
@@ -53,14 +53,14 @@ def test_directory_corpus_reads_json_and_yaml_with_yaml12_booleans(tmp_path: Pat
 
 def test_bad_documents_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"on": ')
-    with pytest.raises(CorpusError, match=r"bad\.json: line 1"):
+    with pytest.raises(CorpusError, match=r"bad\.json: invalid JSON at byte 7"):
         list(iter_documents(tmp_path))
     bad_yaml = tmp_path / "y" / "bad.yaml"
     bad_yaml.parent.mkdir()
     bad_yaml.write_text("a: [1, 2\n")
     with pytest.raises(CorpusError, match=r"bad\.yaml"):
         list(iter_documents(bad_yaml.parent))
-    with pytest.raises(CorpusError, match="expected a directory"):
+    with pytest.raises(CorpusError, match=r"x\.csv: No such file"):
         list(iter_documents(tmp_path / "x.csv"))
 
 
@@ -70,13 +70,13 @@ def test_jsonl_corpus_with_record_field(tmp_path: Path) -> None:
         f.write(json.dumps({"repo": "a/b", "json": {"on": "push"}}) + "\n\n")
         f.write(json.dumps({"repo": "a/c", "json": None}) + "\n")
         f.write(json.dumps({"repo": "a/d", "json": [1]}) + "\n")
-    assert list(iter_documents(path, "json")) == [{"on": "push"}, [1]]
+    assert list(iter_documents(path, "json")) == ['{"on":"push"}', "[1]"]
     assert len(list(iter_documents(path))) == 3
-    with pytest.raises(CorpusError, match="line 1: no field 'yaml'"):
+    with pytest.raises(CorpusError, match='c.jsonl.gz:1: no field "yaml"'):
         list(iter_documents(path, "yaml"))
     plain = tmp_path / "p.jsonl"
     plain.write_text('{"a": 1}\n{"a": \n')
-    with pytest.raises(CorpusError, match="p.jsonl: line 2"):
+    with pytest.raises(CorpusError, match="p.jsonl:2: invalid JSON"):
         list(iter_documents(plain))
 
 
@@ -110,6 +110,9 @@ needs_train = pytest.mark.skipif(
 
 
 def _small_corpus(n: int = 300) -> list:
+    from conftest import require_data
+
+    require_data()
     docs = []
     with gzip.open(CORPUS, "rt", encoding="utf-8") as f:
         for line in f:

@@ -1,10 +1,10 @@
 """TCT: type-constrained tokenization of JSON documents against their JSON Schema.
 
     >>> import tct
-    >>> tok = tct.Tokenizer.from_schema("schemas/github-workflow.json")
+    >>> tok = tct.load("github-workflow")                 # bundled; or Tokenizer.from_schema(path)
     >>> ids = tok.encode({"on": "push", "jobs": {"build": {"runs-on": "ubuntu-latest", "steps": []}}})
-    >>> json_text, consumed, total = tok.decode(ids)
-    >>> ids, offsets = tok.encode_batch(list_of_docs)      # numpy uint16 / int64, in parallel
+    >>> json_text, consumed, total = tok.decode(ids)      # a `Decoded` named tuple
+    >>> ids, offsets = tok.encode_batch([doc, doc])       # numpy uint16 / int64, in parallel
     >>> m = tok.matcher(); m.advance(ids[0]); m.allowed()  # bool mask of length tok.vocab_size
 
 This module is a thin layer over the Rust extension `tct._tct`. It normalises inputs (schema
@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class TctError(ValueError):
@@ -59,6 +59,26 @@ class EncodeError(TctError):
         self.index = index
 
 
+class CorpusError(TctError):
+    """A corpus (`tct.read_corpus`, `tct-train`) cannot be read, or one of its inputs is not a
+    document. `source` names the input (`path` inside a tree, `FILE:LINE` of a JSONL file)."""
+
+    def __init__(self, message: str, source: str = "") -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class Decoded(NamedTuple):
+    """What `Tokenizer.decode` returns; unpacks as `(json, consumed, total)`."""
+
+    #: Compact JSON text of the first complete document.
+    json: str
+    #: Ids used: a leading BOS, the document's ids and the EOS after it.
+    consumed: int
+    #: `len(ids)`.
+    total: int
+
+
 class DecodeError(TctError):
     """An id sequence does not decode (or an id is not allowed by a `Matcher`).
 
@@ -71,6 +91,15 @@ class DecodeError(TctError):
         self.position = position
 
 
+class MatcherBusyError(TctError):
+    """A `Matcher` was used from a second thread while another call on it was running.
+
+    A matcher is a mutable state (like an iterator): share it between threads only with a lock
+    of your own, or give each thread its own `matcher.copy()`. The call that raised did
+    nothing; the matcher is unchanged and stays usable.
+    """
+
+
 # The extension looks the exception classes up in this module, so they are defined first.
 from tct import _tct  # noqa: E402
 from tct._tct import Encoding, Matcher  # noqa: E402
@@ -79,16 +108,24 @@ from tct.shard import Shard, ShardError, read_shard  # noqa: E402
 __version__: str = _tct.__version__
 
 __all__ = [
+    "allocate_token_bitmask",
+    "apply_token_bitmask_inplace",
+    "fill_next_token_bitmask_batch",
     "decode",
     "encode",
+    "read_corpus",
+    "read_yaml",
     "extract_window",
     "load",
     "train",
     "vocab_size",
+    "CorpusError",
     "DecodeError",
+    "Decoded",
     "EncodeError",
     "Encoding",
     "Matcher",
+    "MatcherBusyError",
     "SchemaError",
     "Shard",
     "ShardError",
@@ -133,7 +170,7 @@ def _schema_bytes(schema: Any, what: str) -> tuple[bytes, str | None]:
         isinstance(schema, str) and not _looks_like_json_text(schema)
     ):
         path = Path(schema)
-        return path.read_bytes(), str(path)
+        return _read_schema_file(path, what), str(path)
     if isinstance(schema, (bytes, bytearray, memoryview)):
         return bytes(schema), None
     if isinstance(schema, str):
@@ -144,6 +181,14 @@ def _schema_bytes(schema: Any, what: str) -> tuple[bytes, str | None]:
     if isinstance(schema, (Mapping, bool)):
         return _dump_schema(dict(schema) if isinstance(schema, Mapping) else schema, what), None
     raise TypeError(f"{what} must be a path, JSON text or a dict, not {type(schema).__name__}")
+
+
+def _read_schema_file(path: Path, what: str) -> bytes:
+    """A schema file's bytes; a file that cannot be read is a `SchemaError` naming it."""
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise SchemaError(f"{path}: cannot read the {what} file: {e.strerror or e}") from e
 
 
 def _schemastore_uris(schema_id: str, filename: str) -> list[str]:
@@ -173,7 +218,7 @@ def _registry_entries(registry: Any) -> list[tuple[str, bytes]]:
         if not isinstance(item, (str, os.PathLike)):
             raise TypeError(f"registry list items must be paths, not {type(item).__name__}")
         path = Path(item)
-        data = path.read_bytes()
+        data = _read_schema_file(path, "registry")
         try:
             parsed = json.loads(data)
         except ValueError as e:
@@ -195,32 +240,66 @@ def _registry_entries(registry: Any) -> list[tuple[str, bytes]]:
     return entries
 
 
-def _unserialisable_pointer(value: Any) -> str:
-    """JSON pointer of the first value `json.dumps` rejects (NaN/Infinity, a non-JSON type, a
-    string with a lone surrogate). Iterative, so it also works on very deep documents."""
-    stack: list[tuple[Any, str]] = [(value, "")]
+def _unserialisable_pointer(value: Any) -> tuple[str, str | None]:
+    """`(pointer, reason)` of the first value `json.dumps` rejects (NaN/Infinity, a non-JSON
+    type, a string with a lone surrogate, a container that contains itself). `reason` is
+    `"circular reference"` for the last, else `None`; `("", None)` if nothing is found.
+
+    Iterative, so it also works on very deep documents. Containers on the current path are
+    tracked by identity: a value that contains itself is reported where it reappears (instead
+    of being walked forever), while one object used twice side by side is no cycle and is
+    checked once.
+    """
+    on_path: set[int] = set()
+    done: set[int] = set()
+    # Items are (value, pointer) to visit, or (None, id) markers: leaving that container.
+    stack: list[tuple[Any, Any]] = [(value, "")]
     while stack:
         v, pointer = stack.pop()
+        if v is None and isinstance(pointer, int):
+            on_path.discard(pointer)
+            done.add(pointer)
+            continue
         if isinstance(v, float) and not math.isfinite(v):
-            return pointer
+            return pointer, None
         if isinstance(v, str):
             try:
                 v.encode("utf-8")
             except UnicodeEncodeError:
-                return pointer
-        elif isinstance(v, Mapping):
-            children = []
-            for k, child in v.items():
-                if not isinstance(k, (str, int, float, bool)) and k is not None:
-                    return pointer
-                token = str(k).replace("~", "~0").replace("/", "~1")
-                children.append((child, f"{pointer}/{token}"))
-            stack.extend(reversed(children))
-        elif isinstance(v, (list, tuple)):
-            stack.extend((c, f"{pointer}/{i}") for i, c in reversed(list(enumerate(v))))
+                return pointer, None
+        elif isinstance(v, (Mapping, list, tuple)):
+            key = id(v)
+            if key in on_path:
+                return pointer, "circular reference"
+            if key in done:
+                continue
+            on_path.add(key)
+            stack.append((None, key))
+            if isinstance(v, Mapping):
+                children = []
+                for k, child in v.items():
+                    if not isinstance(k, (str, int, float, bool)) and k is not None:
+                        return pointer, None
+                    token = str(k).replace("~", "~0").replace("/", "~1")
+                    children.append((child, f"{pointer}/{token}"))
+                stack.extend(reversed(children))
+            else:
+                stack.extend((c, f"{pointer}/{i}") for i, c in reversed(list(enumerate(v))))
         elif v is not None and not isinstance(v, (bool, int, float)):
-            return pointer
-    return ""
+            return pointer, None
+    return "", None
+
+
+def _check_num_threads(num_threads: Any) -> int | None:
+    """`num_threads` if it is None or a positive int. The core caps it at 4 threads per core
+    (docs/limits.md); clamping here first keeps any Python int inside the core's integer."""
+    if num_threads is None:
+        return None
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int):
+        raise TypeError("num_threads must be an int or None")
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be at least 1, not {num_threads}")
+    return min(num_threads, 1 << 16)
 
 
 def _document_bytes(doc: Any) -> bytes:
@@ -241,8 +320,13 @@ def _document_bytes(doc: Any) -> bytes:
                 "the document nests too deeply to serialise (Python recursion limit)"
             ) from e
         except (TypeError, ValueError) as e:
-            pointer = _unserialisable_pointer(doc)
-            where = f" at {pointer}" if pointer else ""
+            pointer, reason = _unserialisable_pointer(doc)
+            where = f" at {pointer or 'the root'}" if pointer or reason else ""
+            if reason is not None:
+                raise EncodeError(
+                    f"encode error{where}: not JSON: a {reason} (the value contains itself)",
+                    pointer=pointer,
+                ) from None
             raise EncodeError(f"encode error{where}: not JSON: {e}", pointer=pointer) from e
     try:
         return text.encode("utf-8")
@@ -255,7 +339,7 @@ def _document_bytes(doc: Any) -> bytes:
                 f"encode error at byte {offset}: lone surrogate U+{code:04X} is not valid Unicode",
                 offset=offset,
             ) from None
-        pointer = _unserialisable_pointer(doc)
+        pointer, _ = _unserialisable_pointer(doc)
         raise EncodeError(
             f"encode error at {pointer or 'the root'}: a string holds the lone surrogate "
             f"U+{code:04X}, which is not valid Unicode",
@@ -310,8 +394,8 @@ class Tokenizer:
         under its `$id` and, for SchemaStore schemas, also under
         `https://json.schemastore.org/NAME` and `https://www.schemastore.org/NAME`.
 
-        Raises `SchemaError` (with `.pointer`) if the schema does not compile, and `OSError` if a
-        file cannot be read.
+        Raises `SchemaError` (with `.pointer`) if the schema does not compile or a schema file
+        cannot be read (the message names the file).
         """
         data, source = _schema_bytes(schema, "schema")
         entries = _registry_entries(registry)
@@ -327,9 +411,10 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Tokenizer:
-        """Load a tokenizer file (written by `save` or by vocabulary training)."""
+        """Load a tokenizer file (written by `save` or by vocabulary training). A file that
+        cannot be read or is not a tokenizer raises `SchemaError` naming it."""
         path = Path(path)
-        return cls(_tct.Tokenizer.from_bytes(path.read_bytes(), str(path)))
+        return cls(_tct.Tokenizer.from_bytes(_read_schema_file(path, "tokenizer"), str(path)))
 
     def to_bytes(self) -> bytes:
         """The tokenizer, serialised (what pickling stores). Deterministic."""
@@ -380,14 +465,11 @@ class Tokenizer:
 
         Returns `(ids, offsets)`: numpy `uint16` ids of all documents back to back (no BOS/EOS)
         and `int64` offsets of length `len(docs) + 1`; document `i` is
-        `ids[offsets[i]:offsets[i + 1]]`. `num_threads=None` uses every core. The result does not
-        depend on `num_threads`. The first bad document raises `EncodeError` with `.index`.
+        `ids[offsets[i]:offsets[i + 1]]`. `num_threads=None` uses every core; larger counts are
+        capped at 4 threads per available core (docs/limits.md). The result does not depend on
+        `num_threads`. The first bad document raises `EncodeError` with `.index`.
         """
-        if num_threads is not None:
-            if isinstance(num_threads, bool) or not isinstance(num_threads, int):
-                raise TypeError("num_threads must be an int or None")
-            if num_threads < 1:
-                raise ValueError(f"num_threads must be at least 1, not {num_threads}")
+        num_threads = _check_num_threads(num_threads)
         if isinstance(docs, (str, bytes, Mapping)):
             raise TypeError("encode_batch takes a list of documents; use encode() for one")
         data = []
@@ -402,25 +484,33 @@ class Tokenizer:
 
     # -- decoding ---------------------------------------------------------------------------
 
-    def decode(self, ids: Iterable[int]) -> tuple[str, int, int]:
-        """Decode the first complete document: `(json_text, consumed, total)`.
+    def decode(self, ids: Iterable[int]) -> Decoded:
+        """Decode the first complete document: `Decoded(json, consumed, total)`.
 
         `ids`: a list, tuple, numpy integer array or any iterable of ints. A leading BOS and the
         EOS after the document count as consumed; `total` is `len(ids)`. Any input gives either a
         document or `DecodeError` (with `.position`); ids outside the vocabulary included.
         """
-        return self._core.decode(ids)
+        return Decoded(*self._core.decode(ids))
 
-    def matcher(self, rules: Any = None) -> Matcher:
+    def matcher(self, rules: Any = False) -> Matcher:
         """A fresh constrained-generation state at the start of a document (no BOS).
 
-        It enforces this tokenizer's rules overlay (see `rules`) unless `rules=False`; an
-        overlay (a dict, JSON text or bytes) given here is enforced instead. Rules only narrow
-        the mask: the ids of a document are the same with and without them.
+        By default the mask is the schema's alone. `rules=True` also enforces this tokenizer's
+        rules overlay (see `rules`; the bundled github-workflow tokenizer ships one), and an
+        overlay given here (a dict, JSON text or bytes) is enforced instead. Rules only narrow
+        the mask: the ids of a document are the same with and without them. They are opt-in
+        because a masked step with rules costs milliseconds today, against about a microsecond
+        without (see the README's "Rules" section).
         """
-        if rules is False:
+        if rules is False or rules is None:
             return self._core.matcher()
-        if rules is None or rules is True:
+        if rules is True:
+            if self._rules is None:
+                raise ValueError(
+                    "this tokenizer has no rules overlay: pass one (matcher(rules=overlay)) "
+                    "or attach one with with_rules()"
+                )
             compiled = self._rules
         else:
             compiled = _compile_rules(self._core, rules)
@@ -428,18 +518,25 @@ class Tokenizer:
 
     @property
     def rules(self) -> list[str]:
-        """What the default matcher enforces beyond the schema (one line per rule, then what
+        """What `matcher(rules=True)` enforces beyond the schema (one line per rule, then what
         is not enforced exactly); empty without a rules overlay."""
         return [] if self._rules is None else list(self._rules.report)
 
     def with_rules(self, rules: Any) -> Tokenizer:
-        """The same tokenizer whose matchers enforce `rules` (an overlay: dict, JSON text or
-        bytes; `None` for none). Encoding is unchanged."""
+        """The same tokenizer with `rules` as its overlay (a dict, JSON text or bytes; `None`
+        for none), enforced by `matcher(rules=True)`. Encoding is unchanged."""
         t = Tokenizer(self._core)
         t._rules = None if rules is None else _compile_rules(self._core, rules)
         return t
 
     # -- vocabulary -------------------------------------------------------------------------
+
+    @property
+    def schema(self) -> Any:
+        """The JSON Schema this tokenizer was compiled from (a tokenizer file embeds it), parsed,
+        key order kept. A fresh copy on each access: changing it changes nothing here."""
+        schema: Any = json.loads(self._core.to_bytes())["schema"]
+        return schema
 
     @property
     def name(self) -> str:
@@ -455,6 +552,13 @@ class Tokenizer:
     def warnings(self) -> list[str]:
         """Schema keywords or combinations the matcher does not enforce exactly (ideally none)."""
         return self._core.warnings
+
+    @property
+    def registry(self) -> dict[str, Any]:
+        """The registered schemas that remote `$ref`s resolve against: URI -> schema."""
+        return {
+            e["uri"]: e["schema"] for e in json.loads(self._core.to_bytes()).get("registry", [])
+        }
 
     @property
     def vocab_size(self) -> int:
@@ -538,6 +642,7 @@ def train(
     down, so the vocabulary is spent on what recurs across groups. Without it every occurrence
     counts 1.
     """
+    num_threads = _check_num_threads(num_threads)
     data, source = _schema_bytes(schema, "schema")
     entries = _registry_entries(registry)
     payload = []
@@ -620,7 +725,7 @@ def encode(doc: Any) -> list[int]:
     return load().encode(doc)
 
 
-def decode(ids: Iterable[int]) -> tuple[str, int, int]:
+def decode(ids: Iterable[int]) -> Decoded:
     """The seed's API: decode with the bundled `github-workflow` tokenizer."""
     return load().decode(ids)
 
@@ -633,3 +738,145 @@ def vocab_size() -> int:
 def extract_window(ids: Iterable[int], start: int, end: int) -> list[int]:
     """The seed's API: `[position_id(start)] + ids[start:end]` with the bundled tokenizer."""
     return load().extract_window(ids, start, end)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse one YAML document with the YAML 1.2 rules `tct-encode` and `tct-train` use (the
+    corpus' conversion rules): `on:`/`yes`/`no` stay strings (PyYAML reads `on:` as the key
+    `True`), `017` is 17, `1e5` is 100000.0, `1_000` is 1000, `0b101` is 5, and `.inf` becomes
+    the string `"inf"` (JSON has no infinity).
+    Returns Python values (`dict`, `list`, `str`, `int`, `float`, `bool`, `None`). A parse
+    error raises `CorpusError` with the line and column."""
+    if not isinstance(text, str):
+        raise TypeError(f"read_yaml takes YAML text (str), not {type(text).__name__}")
+    try:
+        return json.loads(_tct.read_yaml(text))
+    except ValueError as e:
+        if isinstance(e, json.JSONDecodeError):
+            raise
+        raise CorpusError(str(e)) from e
+
+
+def read_corpus(
+    path: str | os.PathLike[str],
+    field: str | None = None,
+    *,
+    follow_symlinks: bool = False,
+    skip_rejected: bool = False,
+    text: bool = False,
+) -> Iterator[Any]:
+    """Yield the documents of a corpus, read by the same Rust code as `tct-encode`, in its
+    order: a directory tree of `.json`/`.yml`/`.yaml` files (sorted walk), one such file, or a
+    `.jsonl`/`.jsonl.gz` file (one JSON value per line).
+
+    `field`: the document inside each input, a top-level key (`"json"`) or a JSON pointer
+    (`"/payload/doc"`), for records like `{"repo", "path", "yaml", "json"}`; a record whose
+    field is null holds no document and is skipped. An input that is
+    not a document (bad JSON/YAML, missing field, a symlink out of the tree) raises
+    `CorpusError` naming it, or is skipped with `skip_rejected=True`.
+
+    `text=True` yields each document as compact JSON text instead of Python values: exactly
+    what `tct-encode` encodes (a JSON input's number texts such as `1.50` are kept as written;
+    Python floats would respell them `1.5`). `tct.train` and `Tokenizer.encode` accept either."""
+    for doc, _group in _corpus_entries(path, field, None, follow_symlinks, skip_rejected):
+        yield doc if text else json.loads(doc)
+
+
+def _corpus_entries(
+    path: str | os.PathLike[str],
+    field: str | None,
+    group_field: str | None,
+    follow_symlinks: bool = False,
+    skip_rejected: bool = False,
+) -> Iterator[tuple[str, str | None]]:
+    """(compact JSON text, group) of each document of a corpus (see `read_corpus`); `tct-train`
+    uses the groups."""
+    try:
+        reader = _tct.CorpusReader(os.fspath(path), field, follow_symlinks, group_field)
+    except ValueError as e:
+        raise CorpusError(str(e), source=os.fspath(path)) from e
+    for source, doc, error, group in reader:
+        if doc is not None:
+            yield doc, group
+        elif error is not None and not skip_rejected:
+            raise CorpusError(f"{source}: {error}", source=source)
+
+
+# ---------------------------------------------------------------------------------------------
+# The token-bitmask interface (llguidance / XGrammar layout and names)
+# ---------------------------------------------------------------------------------------------
+
+
+def allocate_token_bitmask(batch_size: int, vocab_size: int) -> Any:
+    """An int32 bitmask of shape (batch_size, ceil(vocab_size / 32)), every bit set (all ids
+    allowed): id i is bit i % 32 of word i // 32. A CPU torch tensor when torch is installed
+    (what engines pass around), a numpy array otherwise. Fill rows with
+    `Matcher.fill_next_token_bitmask(bitmask, index)` or `fill_next_token_bitmask_batch`."""
+    if batch_size < 1 or vocab_size < 1:
+        raise ValueError(
+            f"batch_size and vocab_size must be positive, got {batch_size}, {vocab_size}"
+        )
+    shape = (batch_size, (vocab_size + 31) // 32)
+    try:
+        import torch
+    except ImportError:
+        import numpy as np
+
+        return np.full(shape, -1, dtype=np.int32)
+    return torch.full(shape, -1, dtype=torch.int32)
+
+
+def fill_next_token_bitmask_batch(
+    matchers: Sequence[Matcher], bitmask: Any, num_threads: int | None = None
+) -> None:
+    """Row i of `bitmask` gets matcher i's mask, filled in parallel with the GIL released (a
+    matcher may appear only once). `num_threads=None`: rayon's global pool."""
+    _tct.fill_next_token_bitmask_batch(list(matchers), bitmask, num_threads)
+
+
+_BIT_CACHE: dict[Any, Any] = {}
+
+
+def apply_token_bitmask_inplace(logits: Any, bitmask: Any) -> None:
+    """Set the logits of disallowed ids to -inf, in place. `logits`: (batch, vocab) or (vocab,)
+    float, a torch tensor (CPU or CUDA; the bitmask is moved to its device) or a numpy array;
+    `bitmask`: (batch, W) int32 from `allocate_token_bitmask`. Ids past 32 * W are disallowed; bits
+    past the logits' width are ignored."""
+    if hasattr(logits, "masked_fill_"):
+        import torch
+
+        squeeze = logits.dim() == 1
+        lg = logits[None] if squeeze else logits
+        bm = torch.as_tensor(bitmask).to(lg.device, non_blocking=True)
+        if bm.dim() == 1:
+            bm = bm[None]
+        if bm.size(0) != lg.size(0):
+            raise ValueError(f"bitmask has {bm.size(0)} rows, logits {lg.size(0)}")
+        key = ("torch", lg.device)
+        shifts = _BIT_CACHE.get(key)
+        if shifts is None:
+            shifts = _BIT_CACHE[key] = torch.arange(32, device=lg.device, dtype=torch.int32)
+        bits = ((bm[:, :, None] >> shifts) & 1).bool().reshape(bm.size(0), -1)  # (B, 32 W)
+        V = lg.size(-1)
+        if bits.size(1) < V:
+            pad = torch.zeros(bits.size(0), V - bits.size(1), dtype=torch.bool, device=lg.device)
+            bits = torch.cat([bits, pad], dim=1)
+        lg.masked_fill_(~bits[:, :V], float("-inf"))
+        return
+    import numpy as np
+
+    lg = np.asarray(logits)
+    if not lg.flags.writeable:
+        raise ValueError("logits must be writable")
+    lg2 = lg[None] if lg.ndim == 1 else lg
+    bm = np.ascontiguousarray(np.asarray(bitmask, dtype=np.int32))
+    if bm.ndim == 1:
+        bm = bm[None]
+    if bm.shape[0] != lg2.shape[0]:
+        raise ValueError(f"bitmask has {bm.shape[0]} rows, logits {lg2.shape[0]}")
+    bits = np.unpackbits(bm.view(np.uint8), axis=1, bitorder="little").astype(bool)
+    V = lg2.shape[1]
+    allowed = np.zeros((bm.shape[0], V), dtype=bool)
+    n = min(V, bits.shape[1])
+    allowed[:, :n] = bits[:, :n]
+    lg2[~allowed] = -np.inf

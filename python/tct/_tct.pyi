@@ -3,13 +3,23 @@
 # `Encoding` and `Matcher` are re-exported as they are.
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = [
+    "Tokenizer",
+    "Encoding",
+    "Matcher",
+    "encode_corpus",
+    "read_yaml",
+    "CorpusReader",
+    "__version__",
+]
 
+@final
 class Encoding:
     """Token ids of one document plus the JSON pointers where the generic path was used."""
 
@@ -17,11 +27,12 @@ class Encoding:
     def ids(self) -> list[int]: ...
     @property
     def fallbacks(self) -> list[str]: ...
-    def __init__(self, ids: list[int], fallbacks: list[str]) -> None: ...
+    def __new__(cls, ids: list[int], fallbacks: list[str]) -> Encoding: ...
     def __len__(self) -> int: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __reduce__(self) -> tuple[type[Encoding], tuple[list[int], list[str]]]: ...
 
+@final
 class Matcher:
     """Constrained-generation state: which ids may come next so the document stays valid."""
 
@@ -44,15 +55,42 @@ class Matcher:
         """Number of ids accepted so far."""
     def copy(self) -> Matcher: ...
     def __copy__(self) -> Matcher: ...
+    # The token-bitmask interface (llguidance / XGrammar names).
+    def accept_token(self, id: int) -> bool:
+        """Accept one id; False (state unchanged) when the schema or the budget forbids it."""
+    def fill_next_token_bitmask(self, bitmask: Any, index: int = 0) -> None:
+        """Write the next id's mask into row `index` of an int32 (batch, ceil(vocab/32)) bitmask
+        (numpy or CPU torch), GIL released."""
+    def rollback(self, n: int) -> None:
+        """Undo the last `n` accepted ids (budget included); `DecodeError` if fewer were accepted."""
+    def fork(self) -> Matcher: ...
+    def reset(self) -> None: ...
+    def is_terminated(self) -> bool:
+        """True once EOS was accepted."""
+    def forced_ids(self, limit: int = 4096) -> list[int]:
+        """The ids that are the only choice from here, in order (jump-forward)."""
+    def set_budget(self, n: int | None) -> None:
+        """At most `n` more ids, EOS included; ids after which the smallest completion no longer
+        fits are forbidden. `DecodeError` when even the smallest completion does not fit."""
+    @property
+    def budget(self) -> int | None: ...
+    @property
+    def budget_cuts(self) -> int:
+        """Steps at which the budget forbade ids the schema allowed."""
+    def partial_document(self) -> str:
+        """The document so far as JSON, open containers and strings closed, unfinished keys and
+        values dropped: each snapshot extends the previous one."""
     def __deepcopy__(self, memo: Any) -> Matcher: ...
 
+@final
 class Rules:
     """A rules overlay compiled for one tokenizer's matchers."""
 
-    def __init__(self, tokenizer: Tokenizer, overlay: bytes) -> None: ...
+    def __new__(cls, tokenizer: Tokenizer, overlay: bytes) -> Rules: ...
     @property
     def report(self) -> list[str]: ...
 
+@final
 class Tokenizer:
     """The compiled core. Takes UTF-8 JSON bytes only; see `tct.Tokenizer` for the public API."""
 
@@ -78,7 +116,7 @@ class Tokenizer:
         vocab_size: int,
         dictionary_size: int | None = None,
         merge_scope: str | None = None,
-        name: str = "tokenizer",
+        name: str = ...,
         progress: bool = False,
         num_threads: int | None = None,
         groups: list[int] | None = None,
@@ -128,13 +166,41 @@ def encode_corpus(
     shard_index: int = 0,
     max_tokens: int | None = None,
     progress: Callable[[dict[str, Any]], object] | None = None,
+    field: str | None = None,
+    val_group: str | None = None,
+    follow_symlinks: bool = False,
 ) -> dict[str, Any]:
     """Encode a corpus into token shards (docs/shard-format.md) with the GIL released.
 
     `progress` is called with a dict (`items`, `documents`, `rejected`, `skipped_too_long`,
     `tokens`, `input_bytes`, `elapsed_s`, `fraction`, `finished`) about every 200 ms. Returns
     `{"train": counts, "val": counts | None, "outputs": [[bin, idx, meta], ...], "items",
-    "input_bytes", "elapsed_s", "rejected_sample", "tokenizer": (name, hash, vocab_size)}`,
+    "input_bytes", "elapsed_s", "rejected_sample", "fallback_pointers": [(pointer, documents)],
+    "tokenizer": (name, hash, vocab_size)}`,
     where counts has `documents`, `tokens`, `json_bytes`, `fallback_documents`, `rejected` and
     `skipped_too_long`. Usage errors raise `ValueError`, run errors `tct.TctError`.
     """
+
+def read_yaml(text: str) -> str:
+    """One YAML 1.2 document (tct-encode's rules) as compact JSON text; `ValueError` if it
+    does not parse."""
+
+@final
+class CorpusReader:
+    """The inputs of a corpus in tct-encode's order: `(source, json_text, error, group)` each,
+    at most one of `json_text` and `error` not `None` (neither: the record's `field` is null);
+    `group` is the record's `group_field`."""
+
+    def __new__(
+        cls,
+        input: str,
+        field: str | None = None,
+        follow_symlinks: bool = False,
+        group_field: str | None = None,
+    ) -> CorpusReader: ...
+    def __iter__(self) -> CorpusReader: ...
+    def __next__(self) -> tuple[str, str | None, str | None, str | None]: ...
+
+def fill_next_token_bitmask_batch(
+    matchers: list[Matcher], bitmask: Any, num_threads: int | None = None
+) -> None: ...

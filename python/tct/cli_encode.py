@@ -12,13 +12,14 @@ exit statuses are documented in docs/tct-encode.md.
 
 Exit status: 0 all inputs encoded; 1 some inputs rejected (the output is still valid and
 complete for the others, the meta lists them); 2 usage or fatal error (nothing is written);
-130 interrupted (Ctrl-C; nothing is written).
+130 interrupted (Ctrl-C; nothing is written); 143 terminated (SIGTERM; nothing is written).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from typing import Any, TextIO
@@ -27,6 +28,13 @@ EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_FATAL = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process it killed
+
+
+class _Terminated(Exception):
+    """Raised by the SIGTERM handler inside the run's progress check, so that the Rust side
+    stops and removes its temporary files exactly as for Ctrl-C."""
+
 
 DEFAULT_TOKENIZER = "github-workflow"
 
@@ -39,6 +47,10 @@ def _default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _is_jsonl(path: str) -> bool:
+    return path.endswith((".jsonl", ".jsonl.gz"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,10 +77,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker threads (default: $TCT_THREADS, else all cores)",
     )
     p.add_argument(
+        "--field",
+        default=None,
+        metavar="NAME",
+        help="the document inside each input: a top-level key (json) or a JSON pointer "
+        "(/payload/doc); for JSONL records such as {repo, path, yaml, json}",
+    )
+    p.add_argument(
         "--val-fraction",
         type=float,
         default=0.0,
-        help="share of documents for OUTPUT-stem.val.bin, by a hash of (seed, source)",
+        help="share of documents for OUTPUT-stem.val.bin, split by group: a hash of (seed, "
+        "group), the group being a JSONL record's --val-group field (repo by default, when "
+        "present), a tree's top directory, else the document",
+    )
+    p.add_argument(
+        "--val-group",
+        "--group-field",
+        dest="val_group",
+        default=None,
+        metavar="FIELD",
+        help="JSONL record field naming each document's group for the split (default: repo)",
+    )
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="read symlinks to files outside an input tree (refused and reported by default)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val split hash")
     p.add_argument("--num-shards", type=int, default=1, help="number of slices of the corpus")
@@ -160,6 +194,7 @@ def print_summary(summary: dict[str, Any], stream: TextIO) -> None:
             f"{c['json_bytes']:,} JSON bytes, {c['fallback_documents']:,} with fallback, "
             f"{c['rejected']:,} rejected, {c['skipped_too_long']:,} too long\n"
         )
+    warn_fallbacks(summary, stream)
     rejected = summary["train"]["rejected"] + (summary["val"] or {}).get("rejected", 0)
     if rejected:
         w(f"  {rejected:,} rejected inputs (all listed in the .meta.json files):\n")
@@ -167,6 +202,34 @@ def print_summary(summary: dict[str, Any], stream: TextIO) -> None:
             w(f"    {source}: {reason}\n")
         if rejected > len(summary["rejected_sample"]):
             w(f"    ... and {rejected - len(summary['rejected_sample']):,} more\n")
+
+
+def fallback_share(summary: dict[str, Any]) -> tuple[int, int]:
+    """(documents that left the schema somewhere, documents) over both outputs."""
+    parts = [summary["train"], summary["val"] or {}]
+    fallback = sum(c.get("fallback_documents", 0) for c in parts)
+    return fallback, sum(c.get("documents", 0) for c in parts)
+
+
+def warn_fallbacks(summary: dict[str, Any], stream: TextIO) -> None:
+    """A loud warning when most documents fell back: the wrong schema, or records whose
+    document is one field (--field). Printed even with --quiet."""
+    fallback, documents = fallback_share(summary)
+    if documents == 0 or fallback * 2 <= documents:
+        return
+    w = stream.write
+    w(
+        f"tct-encode: WARNING: {fallback:,} of {documents:,} documents "
+        f"({fallback / documents:.0%}) do not conform to the tokenizer's schema and were encoded "
+        "through the generic fallback path (long sequences, no schema guidance). "
+        "Commonest places:\n"
+    )
+    for pointer, n in summary.get("fallback_pointers", []):
+        w(f"    {pointer or '(the whole document)'}: {n:,} documents\n")
+    w(
+        "  hint: is this the right schema (--schema / --tokenizer)? If each input is a record "
+        "that holds the document in one field, pass --field NAME (e.g. --field json).\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         (args.max_tokens is None or args.max_tokens > 0, "--max-tokens must be positive"),
         (args.seed >= 0, "--seed must be non-negative"),
         (args.output.endswith(".bin"), "OUTPUT must end in .bin"),
+        (args.field is None or args.field != "", "--field must not be empty"),
+        (
+            args.val_group is None or args.input == "-" or _is_jsonl(args.input),
+            "--val-group applies to JSONL records (a tree splits by its top directory)",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -204,16 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         err.write(f"tct-encode: cannot load the tokenizer: {e}\n")
         return EXIT_FATAL
 
-    # Like `mkdir -p`: a fresh output directory is the common case (`out/corpus.bin`).
-    parent = os.path.dirname(args.output)
-    if parent:
-        try:
-            os.makedirs(parent, exist_ok=True)
-        except OSError as e:
-            err.write(f"tct-encode: cannot create the output directory {parent}: {e}\n")
-            return EXIT_FATAL
-
     progress = None if args.quiet else ProgressBar(err)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         summary = _tct.encode_corpus(
             tokenizer._core,
@@ -226,15 +290,25 @@ def main(argv: list[str] | None = None) -> int:
             shard_index=args.shard_index,
             max_tokens=args.max_tokens,
             progress=progress,
+            field=args.field,
+            val_group=args.val_group,
+            follow_symlinks=args.follow_symlinks,
         )
     except KeyboardInterrupt:
         err.write("\ntct-encode: interrupted; nothing was written\n")
         return EXIT_INTERRUPTED
+    except _Terminated:
+        err.write("\ntct-encode: terminated (SIGTERM); nothing was written\n")
+        return EXIT_TERMINATED
     except (ValueError, OSError) as e:
         err.write(f"tct-encode: {e}; nothing was written\n")
         return EXIT_FATAL
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if not args.quiet:
         print_summary(summary, err)
+    else:
+        warn_fallbacks(summary, err)
     rejected = summary["train"]["rejected"] + (summary["val"] or {}).get("rejected", 0)
     return EXIT_REJECTED if rejected else EXIT_OK
 

@@ -2,7 +2,7 @@
 
 - model.py: GPT and GPTConfig; presets.py: tiny / small / medium
 - data.py: memory-mapped shards -> BOS-aligned windows -> batches
-- train.py: the training loop (schedule.py, checkpoint.py, evaluate.py, metrics.py, progress.py,
+- train.py: the training loop (schedule.py, checkpoint.py, validation_loss.py, metrics.py, progress.py,
   distributed.py are its parts, one concern each)
 """
 

@@ -7,17 +7,26 @@ stray `.tmp-PID` file that nothing reads (and the next run removes). Deletion of
 in the opposite order (meta first), for the same reason.
 
 Loading uses `torch.load(weights_only=True)`: a checkpoint is data and can never run code.
+`load_model` loads one for inference (generation, evaluation): it resolves a run directory to its
+latest complete checkpoint, checks the tokenizer's hash against the one the model was trained
+with, and raises CheckpointError naming the file for anything missing, corrupt or mismatched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+import tct
+
+from .model import GPT, GPTConfig
 
 _META_RE = re.compile(r"^meta_(\d{6,})\.json$")
 _TMP_RE = re.compile(r"^(model|optim|meta)_\d{6,}\.(pt|json)\.tmp-\d+$")
@@ -151,3 +160,135 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(torch.tensor(state["cuda"], dtype=torch.uint8))
+
+
+_MODEL_RE = re.compile(r"^model_(\d{6,})\.pt$")
+
+
+class TokenizerMismatchError(CheckpointError):
+    """The tokenizer at hand is not the one the checkpoint was trained with."""
+
+
+# ---- loading a checkpoint for inference --------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    model: GPT
+    tokenizer: tct.Tokenizer
+    meta: dict[str, Any]
+    model_path: Path
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def start_ids(self) -> list[int]:
+        """What the model reads before the document's content: BOS, preceded by the position id
+        of offset 0 when it was trained on `--window-format position` windows."""
+        fmt = self.meta.get("train_config", {}).get("window_format", "plain")
+        if fmt == "position":
+            first, _ = self.meta["tokenizer"]["position_range"]
+            return [int(first), self.tokenizer.bos_id]
+        return [self.tokenizer.bos_id]
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+
+def resolve_checkpoint(spec: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """(model file, meta file) of a run directory's latest checkpoint or of one model file."""
+    p = Path(spec)
+    if p.is_dir():
+        step = latest(p)
+        if step is None:
+            raise CheckpointError(
+                f"{p}: no complete checkpoint (model_NNNNNN.pt + meta_NNNNNN.json)"
+            )
+        files = paths(p, step)
+        return files["model"], files["meta"]
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such checkpoint file or directory")
+    m = _MODEL_RE.match(p.name)
+    if not m:
+        raise CheckpointError(
+            f"{p}: expected a run directory or a model_NNNNNN.pt file written by trainer.train"
+        )
+    meta = p.with_name(f"meta_{m.group(1)}.json")
+    if not meta.is_file():
+        raise CheckpointError(f"{meta}: missing; the model file {p.name} needs its meta beside it")
+    return p, meta
+
+
+def load_tokenizer_for(meta: dict[str, Any], meta_path: Path, spec: str | None) -> tct.Tokenizer:
+    """The tokenizer `spec` (bundled name or file), or the one the checkpoint names; its hash must
+    equal the checkpoint's."""
+    want = meta.get("tokenizer") or {}
+    name = spec or want.get("name")
+    if not name:
+        raise CheckpointError(f"{meta_path}: /tokenizer/name is missing; pass --tokenizer")
+    try:
+        tok = tct.load(name)
+    except (tct.TctError, OSError) as e:
+        raise CheckpointError(
+            f"{meta_path}: cannot load the tokenizer {name!r} ({e}); pass --tokenizer FILE"
+        ) from e
+    if tok.hash != want.get("hash"):
+        raise TokenizerMismatchError(
+            f"{meta_path}: the model was trained with tokenizer {want.get('name')!r} "
+            f"(hash {want.get('hash')}), but the tokenizer given is {tok.name!r} (hash {tok.hash}); "
+            "its ids mean different things. Use the training tokenizer (--tokenizer)."
+        )
+    return tok
+
+
+def load_model(
+    spec: str | os.PathLike[str],
+    tokenizer: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> LoadedModel:
+    """Load a checkpoint for inference. Raises CheckpointError (naming the file) when it is
+    missing, unreadable, corrupt, inconsistent or made for another tokenizer."""
+    model_path, meta_path = resolve_checkpoint(spec)
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{meta_path}: unreadable checkpoint metadata: {e}") from e
+    if not isinstance(meta, dict) or meta.get("format") != "tct-trainer-checkpoint":
+        raise CheckpointError(
+            f"{meta_path}: not a trainer checkpoint (/format is not tct-trainer-checkpoint)"
+        )
+    try:
+        cfg = GPTConfig.from_dict(meta["model_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{meta_path}: bad /model_config: {e}") from e
+    tok = load_tokenizer_for(meta, meta_path, tokenizer)
+    if cfg.vocab_size < tok.vocab_size:
+        raise CheckpointError(
+            f"{meta_path}: the model has {cfg.vocab_size} ids, the tokenizer {tok.vocab_size}"
+        )
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    else:
+        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    try:
+        state = torch.load(model_path, map_location=dev, weights_only=True)
+    except Exception as e:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(
+            f"{model_path}: cannot load (corrupt or not a model file): {e}"
+        ) from e
+    model = GPT(cfg)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(
+            f"{model_path}: weights do not fit {meta_path.name}'s config: {e}"
+        ) from e
+    model.to(dev).eval()
+    return LoadedModel(model, tok, meta, model_path, dev, torch_dtype)

@@ -411,13 +411,19 @@ def load_data(data_spec: str, val_spec: str | None, val_fraction: float) -> Trai
 
     Validation documents come from, in order of preference: --val-data; shards in --data whose
     metadata says split.kind == "val" (tct-encode --val-fraction writes one next to the output);
-    a split of --data by document (`val_fraction`); none."""
+    for `--data X.bin`, the `X.val.bin` tct-encode wrote beside it; a split of --data by
+    document (`val_fraction`); none."""
     paths = find_shards(data_spec)
     shards, tok = open_shards(paths)
     train_shards = [s for s in shards if s.meta.get("split", {}).get("kind") != "val"]
     val_in_data = [s for s in shards if s.meta.get("split", {}).get("kind") == "val"]
     if not train_shards:
         raise DataError(f"--data {data_spec}: every shard is a validation shard")
+    beside = None
+    if val_spec is None and not val_in_data and data_spec.endswith(".bin"):
+        candidate = Path(data_spec[: -len(".bin")] + ".val.bin")
+        if candidate.is_file():
+            beside = val_spec = str(candidate)
     if val_spec is not None:
         val_shards, val_tok = open_shards(find_shards(val_spec))
         if val_tok != tok:
@@ -427,7 +433,11 @@ def load_data(data_spec: str, val_spec: str | None, val_fraction: float) -> Trai
             )
         train = DocumentSet(train_shards, [np.arange(len(s)) for s in train_shards])
         val = DocumentSet(val_shards, [np.arange(len(s)) for s in val_shards])
-        source = f"--val-data {val_spec}"
+        source = (
+            f"{beside}, beside --data (written by tct-encode --val-fraction)"
+            if beside
+            else f"--val-data {val_spec}"
+        )
     elif val_in_data:
         val_shards = val_in_data
         train = DocumentSet(train_shards, [np.arange(len(s)) for s in train_shards])

@@ -4,13 +4,21 @@
     # -> runs/tiny/eval_report.json and runs/tiny/eval_report.md (--report-dir to put them elsewhere)
 
 What the report holds:
-- `val_loss`, `val_bpb`: trainer.evaluate over every document of `--data` (exact bits per byte of
+- `val_loss`, `val_bpb`: trainer.validation_loss over every document of `--data` (exact bits per byte of
   the compact JSON, comparable across tokenizers).
 - Unconditional samples (from BOS, `--samples N`, constrained by the matcher as in
   trainer.generate): the share that parse as JSON (`json.loads` of the text, independent of tct);
-  the share that validate against `--schema` with python-jsonschema's Draft7Validator (an
+  the share that validate against the schema with python-jsonschema's Draft7Validator (an
   independent check of the matcher; format keywords are not checked, as in the corpus'
-  `schema_valid`); the share complete (EOS) before `--max-tokens`.
+  `schema_valid`); the share complete (EOS) before `--max-tokens`. The schema is the one the
+  tokenizer embeds (`Tokenizer.schema`), so nothing outside the installed package is needed;
+  `--schema FILE` validates against another.
+- actionlint (trainer.lint, the `eval` extra): for the samples and for the first
+  `--reference-docs` real validation documents (the ceiling a model can aim at), the share
+  passing all checks, the share passing the semantic ones, and the documents per error kind.
+- Distortion of masked sampling (trainer.distortion): per sampled step, the unmasked softmax's
+  mass on allowed ids (mean, p10, share below 0.5) and the share of steps whose unmasked argmax is
+  forbidden.
 - Diversity: distinct documents (canonical JSON) over samples, and distinct n-grams of the sampled
   ids (n = 1, 2, 4; distinct / total, pooled over samples). Novelty: the share of samples that are
   not a training document (canonical JSON against every document of the run's training
@@ -43,9 +51,10 @@ import torch
 import tct
 from tct.shard import ShardError, read_shard
 
+from . import lint
 from .checkpoint import CheckpointError
 from .data import BatchLoader, DataError, DocumentSet, TokenizerInfo, load_data
-from .evaluate import evaluate
+from .distortion import sample_distortion
 from .generate import (
     LoadedModel,
     PromptError,
@@ -56,15 +65,8 @@ from .generate import (
     set_cpu_threads,
 )
 from .sampling import SamplingConfig
+from .validation_loss import validation_loss as score_validation
 from .yaml_output import to_yaml
-
-DEFAULT_SCHEMA = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "data"
-    / "schemas"
-    / "github-workflow.json"
-)
 
 MINIMAL_PROMPT: dict[str, Any] = {"name": "CI", "on": "push", "jobs": {}}
 # Written in the schema's canonical key order and ending inside `steps`, so that the open tail of
@@ -142,14 +144,48 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def make_validator(schema_path: Path) -> Any:
+def make_validator(schema: Path | tct.Tokenizer) -> Any:
+    """A Draft7Validator for a schema file, or for the schema a tokenizer embeds (with its
+    registered schemas, so remote `$ref`s resolve offline)."""
     import jsonschema
 
+    if isinstance(schema, tct.Tokenizer):
+        registry = schema.registry
+        if not registry:
+            return jsonschema.Draft7Validator(schema.schema)
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT7
+
+        resources = [
+            (uri, Resource.from_contents(doc, default_specification=DRAFT7))
+            for uri, doc in registry.items()
+        ]
+        return jsonschema.Draft7Validator(
+            schema.schema, registry=Registry().with_resources(resources)
+        )
     try:
-        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+        value = json.loads(schema.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"--schema {schema_path}: {e}") from e
-    return jsonschema.Draft7Validator(schema)
+        raise DataError(f"--schema {schema}: {e}") from e
+    return jsonschema.Draft7Validator(value)
+
+
+def lint_report(docs: list[Any]) -> dict[str, Any]:
+    """actionlint's summary of `docs` (trainer.lint), or why it could not run."""
+    try:
+        return lint.lint_summary(docs)
+    except lint.LintError as e:
+        return {"n": len(docs), "lint_all": None, "lint_semantic": None, "error": str(e)}
+
+
+def reference_documents(lm: LoadedModel, val_spec: str, n: int) -> list[Any]:
+    """The first `n` documents of the validation shard, decoded (the real-workflow ceiling)."""
+    shard = read_shard(val_spec)
+    docs = []
+    for i in range(min(n, len(shard))):
+        text, _, _ = lm.tokenizer.decode(shard.doc(i))
+        docs.append(json.loads(text))
+    return docs
 
 
 def check_samples(samples: list[Sample], validator: Any) -> dict[str, Any]:
@@ -236,7 +272,7 @@ def validation_loss(lm: LoadedModel, val_spec: str, batch_size: int) -> dict[str
         window_format=fmt,
         device=lm.device,
     )
-    result = evaluate(lm.model, loader, lm.autocast())
+    result = score_validation(lm.model, loader, lm.autocast())
     result["val_json_bytes"] = docs.total_json_bytes
     return result
 
@@ -303,7 +339,7 @@ def sampling_config(args: argparse.Namespace) -> SamplingConfig:
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     lm = load_model(args.checkpoint, args.tokenizer, args.device, args.dtype)
-    validator = make_validator(Path(args.schema))
+    validator = make_validator(Path(args.schema) if args.schema else lm.tokenizer)
     report: dict[str, Any] = {
         "checkpoint": str(lm.model_path),
         "step": lm.meta.get("step"),
@@ -314,7 +350,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         "tokenizer": {"name": lm.tokenizer.name, "hash": lm.tokenizer.hash},
         "device": str(lm.device),
         "machine": machine_name(lm.device),
-        "schema": str(args.schema),
+        "schema": str(args.schema) if args.schema else f"embedded in {lm.tokenizer.name}",
         "sampling": {
             "temperature": args.temperature,
             "top_k": args.top_k,
@@ -349,6 +385,10 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         if train_docs is not None and keys
         else None,
         "novelty_reference": train_note,
+        "lint": lint_report(
+            [d if d is not None else s.document for d, s in zip(parsed, samples, strict=True)]
+        ),
+        "distortion": sample_distortion(lm, samples) if args.distortion else None,
         "generation": stats.summary(),
         "yaml_examples": [to_yaml(d) for d in parsed[: args.yaml_samples] if d is not None],
     }
@@ -370,6 +410,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     else:
         tests.append(prompt_test(lm, "real", real, args.prompt_samples, validator, args))
     report["prompt_tests"] = tests
+    report["reference"] = lint_report(reference_documents(lm, args.data, args.reference_docs))
     report["seconds"] = time.perf_counter() - t0
     return report
 
@@ -434,6 +475,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"| matcher cost per token | {g['mask_us_per_token']:.1f} us |",
         "",
     ]
+    lines += lint_lines(s["lint"], report.get("reference"))
+    lines += distortion_lines(s.get("distortion"))
     if s["errors"]:
         lines += ["Failures (first few):", ""] + [f"- {e}" for e in s["errors"]] + [""]
     lines += [
@@ -461,6 +504,51 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def lint_lines(samples: dict[str, Any], reference: dict[str, Any] | None) -> list[str]:
+    """The actionlint table: samples against real validation workflows."""
+    cols = [("samples", samples)] + ([("real workflows", reference)] if reference else [])
+    lines = ["## actionlint", ""]
+    for name, r in cols:
+        if r.get("error"):
+            lines += [f"{name}: not linted ({r['error']})", ""]
+    lines += [
+        "| | " + " | ".join(name for name, _ in cols) + " |",
+        "| --- |" + " --- |" * len(cols),
+        "| documents | " + " | ".join(str(r["n"]) for _, r in cols) + " |",
+        "| pass all checks | " + " | ".join(_pct(r["lint_all"]) for _, r in cols) + " |",
+        "| pass the semantic checks | "
+        + " | ".join(_pct(r["lint_semantic"]) for _, r in cols)
+        + " |",
+    ]
+    kinds = sorted({k for _, r in cols for k in r.get("kinds", {})})
+    for k in kinds:
+        tag = "" if not lint.is_semantic(k) else " (semantic)"
+        counts = " | ".join(
+            _pct(r["kinds"].get(k, 0) / r["n"]) if r["n"] and "kinds" in r else "n/a"
+            for _, r in cols
+        )
+        lines.append(f"| documents with `{k}`{tag} | {counts} |")
+    return lines + [""]
+
+
+def distortion_lines(d: dict[str, Any] | None) -> list[str]:
+    if not d or not d.get("steps"):
+        return []
+    return [
+        "## Distortion of masked sampling",
+        "",
+        f"Over {d['steps']} sampled steps, from the model's unmasked softmax:",
+        "",
+        "| measure | value |",
+        "| --- | --- |",
+        f"| probability mass on allowed ids, mean | {_num(d['feasible_mass_mean'], '.3f')} |",
+        f"| probability mass on allowed ids, p10 | {_num(d['feasible_mass_p10'], '.3f')} |",
+        f"| steps with allowed mass below 0.5 | {_pct(d['below_half'])} |",
+        f"| steps whose unmasked argmax is forbidden | {_pct(d['argmax_forbidden'])} |",
+        "",
+    ]
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -479,7 +567,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="validation shard (tct-encode output)")
     p.add_argument("--samples", type=int, default=200, help="unconditional samples")
     p.add_argument("--prompt-samples", type=int, default=20, help="samples per prompt test")
-    p.add_argument("--schema", default=str(DEFAULT_SCHEMA), help="schema for jsonschema validation")
+    p.add_argument(
+        "--schema", help="schema file for jsonschema validation (default: the tokenizer's own)"
+    )
+    p.add_argument(
+        "--reference-docs",
+        type=int,
+        default=1000,
+        help="validation documents linted as the real-workflow reference",
+    )
+    p.add_argument(
+        "--no-distortion",
+        dest="distortion",
+        action="store_false",
+        help="skip the replay of samples that measures the mask's distortion",
+    )
     p.add_argument("--train-data", help="training shard(s) for novelty (default: the run's)")
     p.add_argument("--report-dir", help="where the reports go (default: beside the checkpoint)")
     p.add_argument("--max-tokens", type=int, default=1024)

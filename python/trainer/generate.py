@@ -41,159 +41,31 @@ Exit status 2 for a missing, corrupt or mismatched checkpoint and for a bad prom
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import tct
 
-from . import checkpoint
-from .checkpoint import CheckpointError
+# Checkpoint loading lives in checkpoint.py; its names stay importable from here.
+from .checkpoint import (  # noqa: F401
+    CheckpointError,
+    LoadedModel,
+    TokenizerMismatchError,
+    load_model,
+    load_tokenizer_for,
+    resolve_checkpoint,
+)
 from .kv_cache import KVCache
-from .model import GPT, GPTConfig
-from .sampling import SamplingConfig, sample_next
+from .sampling import SamplingConfig, sample_masked
 from .yaml_output import to_json, to_yaml
-
-_MODEL_RE = re.compile(r"^model_(\d{6,})\.pt$")
-
-
-class TokenizerMismatchError(CheckpointError):
-    """The tokenizer at hand is not the one the checkpoint was trained with."""
-
-
-# ---- loading a checkpoint ------------------------------------------------------------------------
-
-
-@dataclass
-class LoadedModel:
-    model: GPT
-    tokenizer: tct.Tokenizer
-    meta: dict[str, Any]
-    model_path: Path
-    device: torch.device
-    dtype: torch.dtype
-
-    @property
-    def start_ids(self) -> list[int]:
-        """What the model reads before the document's content: BOS, preceded by the position id
-        of offset 0 when it was trained on `--window-format position` windows."""
-        fmt = self.meta.get("train_config", {}).get("window_format", "plain")
-        if fmt == "position":
-            first, _ = self.meta["tokenizer"]["position_range"]
-            return [int(first), self.tokenizer.bos_id]
-        return [self.tokenizer.bos_id]
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
-
-
-def resolve_checkpoint(spec: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """(model file, meta file) of a run directory's latest checkpoint or of one model file."""
-    p = Path(spec)
-    if p.is_dir():
-        step = checkpoint.latest(p)
-        if step is None:
-            raise CheckpointError(
-                f"{p}: no complete checkpoint (model_NNNNNN.pt + meta_NNNNNN.json)"
-            )
-        paths = checkpoint.paths(p, step)
-        return paths["model"], paths["meta"]
-    if not p.exists():
-        raise CheckpointError(f"{p}: no such checkpoint file or directory")
-    m = _MODEL_RE.match(p.name)
-    if not m:
-        raise CheckpointError(
-            f"{p}: expected a run directory or a model_NNNNNN.pt file written by trainer.train"
-        )
-    meta = p.with_name(f"meta_{m.group(1)}.json")
-    if not meta.is_file():
-        raise CheckpointError(f"{meta}: missing; the model file {p.name} needs its meta beside it")
-    return p, meta
-
-
-def load_tokenizer_for(meta: dict[str, Any], meta_path: Path, spec: str | None) -> tct.Tokenizer:
-    """The tokenizer `spec` (bundled name or file), or the one the checkpoint names; its hash must
-    equal the checkpoint's."""
-    want = meta.get("tokenizer") or {}
-    name = spec or want.get("name")
-    if not name:
-        raise CheckpointError(f"{meta_path}: /tokenizer/name is missing; pass --tokenizer")
-    try:
-        tok = tct.load(name)
-    except (tct.TctError, OSError) as e:
-        raise CheckpointError(
-            f"{meta_path}: cannot load the tokenizer {name!r} ({e}); pass --tokenizer FILE"
-        ) from e
-    if tok.hash != want.get("hash"):
-        raise TokenizerMismatchError(
-            f"{meta_path}: the model was trained with tokenizer {want.get('name')!r} "
-            f"(hash {want.get('hash')}), but the tokenizer given is {tok.name!r} (hash {tok.hash}); "
-            "its ids mean different things. Use the training tokenizer (--tokenizer)."
-        )
-    return tok
-
-
-def load_model(
-    spec: str | os.PathLike[str],
-    tokenizer: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-) -> LoadedModel:
-    """Load a checkpoint for inference. Raises CheckpointError (naming the file) when it is
-    missing, unreadable, corrupt, inconsistent or made for another tokenizer."""
-    model_path, meta_path = resolve_checkpoint(spec)
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{meta_path}: unreadable checkpoint metadata: {e}") from e
-    if not isinstance(meta, dict) or meta.get("format") != "tct-trainer-checkpoint":
-        raise CheckpointError(
-            f"{meta_path}: not a trainer checkpoint (/format is not tct-trainer-checkpoint)"
-        )
-    try:
-        cfg = GPTConfig(**meta["model_config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{meta_path}: bad /model_config: {e}") from e
-    tok = load_tokenizer_for(meta, meta_path, tokenizer)
-    if cfg.vocab_size < tok.vocab_size:
-        raise CheckpointError(
-            f"{meta_path}: the model has {cfg.vocab_size} ids, the tokenizer {tok.vocab_size}"
-        )
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dtype == "auto":
-        torch_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    else:
-        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    try:
-        state = torch.load(model_path, map_location=dev, weights_only=True)
-    except Exception as e:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(
-            f"{model_path}: cannot load (corrupt or not a model file): {e}"
-        ) from e
-    model = GPT(cfg)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as e:
-        raise CheckpointError(
-            f"{model_path}: weights do not fit {meta_path.name}'s config: {e}"
-        ) from e
-    model.to(dev).eval()
-    return LoadedModel(model, tok, meta, model_path, dev, torch_dtype)
-
 
 # ---- prompts -------------------------------------------------------------------------------------
 
@@ -205,6 +77,10 @@ class PromptError(ValueError):
 def prompt_ids(tok: tct.Tokenizer, prompt: Any) -> list[int]:
     """Ids of a partial document (see the module docstring); `prompt` is JSON text or a value."""
     if isinstance(prompt, str):
+        if len(prompt) > MAX_PROMPT_BYTES:
+            raise PromptError(
+                f"prompt: {len(prompt):,} characters, more than the {MAX_PROMPT_BYTES:,} accepted"
+            )
         try:
             prompt = json.loads(prompt)
         except json.JSONDecodeError as e:
@@ -212,7 +88,8 @@ def prompt_ids(tok: tct.Tokenizer, prompt: Any) -> list[int]:
     try:
         return tok.encode_prefix(prompt)
     except tct.EncodeError as e:
-        raise PromptError(f"prompt: {e}") from e
+        where = e.pointer or "/ (the root)"
+        raise PromptError(f"prompt: at {where}: {e}") from e
 
 
 # ---- generation ----------------------------------------------------------------------------------
@@ -276,6 +153,17 @@ class GenerationStats:
         }
 
 
+class NonFiniteLogitsError(ValueError):
+    """The model produced NaN logits (a diverged or corrupt checkpoint); the message names it."""
+
+
+#: The longest prompt accepted, in ids (the matcher consumes all of it; the model reads only the
+#: last context window). Past it, PromptError: a 10 MB prompt took minutes and 1.65 GB before.
+MAX_PROMPT_IDS = 1 << 20
+#: The longest prompt text accepted, in bytes (checked before parsing).
+MAX_PROMPT_BYTES = 8 << 20
+
+
 @torch.no_grad()
 def generate(
     lm: LoadedModel,
@@ -286,30 +174,49 @@ def generate(
     seed: int,
     batch_size: int = 64,
     prompt: list[int] | None = None,
-    rules: bool = True,
+    rules: bool = False,
+    budget: bool = False,
+    stream: Callable[[int, str], None] | None = None,
 ) -> tuple[list[Sample], GenerationStats]:
     """`num_samples` documents, in batches; the same arguments give the same samples on the same
-    device."""
+    device.
+
+    With `budget`, every matcher gets the token budget `max_tokens`
+    (`Matcher.set_budget`): ids after which the smallest valid completion no longer fits are
+    masked, so a sample ends by EOS within `max_tokens` whenever a document fits at all (else it
+    is closed by the smallest completion and flagged truncated, as without a budget).
+    `stream(step, partial_json)` is called for the first sample after each of its ids with
+    `Matcher.partial_document()`."""
     if num_samples < 0 or max_tokens < 1 or batch_size < 1:
         raise ValueError("num_samples >= 0, max_tokens >= 1 and batch_size >= 1 are required")
     tok, model, dev = lm.tokenizer, lm.model, lm.device
     prompt = list(prompt or [])
-    # `rules=False`: the schema's mask alone (the tokenizer's rules overlay switched off).
-    base = tok.matcher() if rules else tok.matcher(rules=False)
+    if len(prompt) > MAX_PROMPT_IDS:
+        raise PromptError(f"prompt: {len(prompt):,} ids, more than the {MAX_PROMPT_IDS:,} accepted")
+    # `rules=True`: the tokenizer's rules overlay narrows the schema's mask (see Tokenizer.rules).
+    base = tok.matcher(rules=True) if rules else tok.matcher(rules=False)
     for i, t in enumerate(prompt):
+        if not base.accept_token(t):
+            raise PromptError(f"prompt id {t} at {i} is not accepted by the matcher")
+    budgeted = False
+    if budget:
         try:
-            base.advance(t)
-        except tct.DecodeError as e:
-            raise PromptError(f"prompt id {t} at {i} is not accepted by the matcher: {e}") from e
-    prefix = lm.start_ids + prompt
-    V_model, V_tok, eos = model.config.vocab_size, tok.vocab_size, tok.eos_id
+            base.set_budget(max_tokens)
+            budgeted = True
+        except tct.DecodeError:
+            pass  # no valid completion fits: sample unbounded, close at max_tokens (truncated)
+    # The model reads only the last context window of a long prompt (the matcher has all of it).
+    prefix = (lm.start_ids + prompt)[-model.config.sequence_len :]
+    V_tok, eos = tok.vocab_size, tok.eos_id
     generator = torch.Generator(device=dev).manual_seed(seed)
     stats = GenerationStats()
+    stats.extra["budget"] = budgeted
+    stats.extra["budget_cut_steps"] = 0
     samples: list[Sample] = []
     t_start = time.perf_counter()
     for first in range(0, num_samples, batch_size):
         b = min(batch_size, num_samples - first)
-        matchers = [base.copy() for _ in range(b)]
+        matchers = [base.fork() for _ in range(b)]
         ids: list[list[int]] = [[] for _ in range(b)]
         finished = [False] * b
         cache = KVCache(model.config, b, dev, lm.dtype)
@@ -319,14 +226,21 @@ def generate(
             for s in range(0, x.size(1), chunk):
                 logits = model(x[:, s : s + chunk], cache=cache)[:, -1]  # (b, V)
         rows = list(range(b))  # sample index of each row still in the batch
+        bitmask = tct.allocate_token_bitmask(b, V_tok)  # (b, ceil(V_tok / 32)) int32, CPU
         for step in range(max_tokens):
             t0 = time.perf_counter()
-            mask = np.zeros((len(rows), V_model), dtype=np.bool_)
-            for r, s in enumerate(rows):
-                matchers[s].allowed_into(mask[r, :V_tok])  # in place: no array per row
-            allowed = torch.from_numpy(mask).to(dev, non_blocking=True)
+            R = len(rows)
+            # The mask of every row, filled in parallel in Rust with the GIL released.
+            tct.fill_next_token_bitmask_batch([matchers[s] for s in rows], bitmask[:R])
+            masked = logits.float()
+            if torch.isnan(masked).any():
+                raise NonFiniteLogitsError(
+                    f"{lm.model_path}: the model produced NaN logits at step {step} (a diverged "
+                    "or corrupt checkpoint); nothing valid can be sampled from it"
+                )
+            tct.apply_token_bitmask_inplace(masked, bitmask[:R])  # -inf where not allowed
             stats.mask_seconds += time.perf_counter() - t0
-            nxt = sample_next(logits, allowed, sampling, generator)  # (R,)
+            nxt = sample_masked(masked, sampling, generator)  # (R,)
             drawn = nxt.tolist()
             t0 = time.perf_counter()
             keep = []
@@ -334,9 +248,19 @@ def generate(
                 if drawn[r] == eos:
                     finished[s] = True
                 else:
-                    matchers[s].advance(drawn[r])
+                    if not matchers[s].accept_token(drawn[r]):  # cannot happen: masked above
+                        raise RuntimeError(
+                            f"sample {first + s}: drew id {drawn[r]} the mask forbids"
+                        )
                     ids[s].append(drawn[r])
                     keep.append(r)
+                if stream is not None and first + s == 0:
+                    stream(
+                        step,
+                        matchers[s].document(True)
+                        if finished[s]
+                        else matchers[s].partial_document(),
+                    )
             stats.mask_seconds += time.perf_counter() - t0
             stats.tokens += len(rows)
             if not keep or step == max_tokens - 1:
@@ -351,6 +275,7 @@ def generate(
         for s in range(b):
             samples.append(Sample(matchers[s].document(True), not finished[s], ids[s]))
             stats.truncated += not finished[s]
+            stats.extra["budget_cut_steps"] += matchers[s].budget_cuts
     if dev.type == "cuda":
         torch.cuda.synchronize()
     stats.seconds = time.perf_counter() - t_start
@@ -396,6 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-tokens", type=int, default=1024, help="ids drawn per sample, EOS included"
     )
     p.add_argument("--batch-size", type=int, default=64, help="samples generated in parallel")
+    p.add_argument(
+        "--budget",
+        action="store_true",
+        help="make samples end by EOS within --max-tokens (Matcher.set_budget); slower: the "
+        "last ids of a sample check the completion of every structural candidate",
+    )
+    p.add_argument(
+        "--stream", action="store_true", help="print the growing YAML of the first sample"
+    )
     p.add_argument("--out", help="write samples here as JSON lines")
     p.add_argument("--format", choices=("json", "yaml"), default="json", help="stdout format")
     p.add_argument("--quiet", action="store_true", help="do not print the documents")
@@ -403,9 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
     p.add_argument(
-        "--no-rules",
+        "--rules",
         action="store_true",
-        help="sample under the schema's mask only, without the tokenizer's rules overlay",
+        help="also enforce the tokenizer's rules overlay (needs, globs, expressions, names); "
+        "slow today: milliseconds per id",
     )
     p.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default 1, see below)"
@@ -422,6 +357,27 @@ def set_cpu_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def stream_printer(fmt: str) -> Callable[[int, str], None]:
+    """Print each new snapshot of the first sample (on a terminal, in place), to stderr so that
+    stdout keeps only the final documents."""
+    last = [""]
+    tty = sys.stderr.isatty()
+
+    def show(step: int, partial: str) -> None:
+        if partial == last[0]:
+            return
+        last[0] = partial
+        doc = json.loads(partial)
+        text = to_yaml(doc) if fmt == "yaml" else to_json(doc)
+        if tty:
+            sys.stderr.write("\x1b[H\x1b[J" + text)
+        else:
+            sys.stderr.write(f"# after id {step + 1}\n{text}")
+        sys.stderr.flush()
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -433,6 +389,12 @@ def main(argv: list[str] | None = None) -> int:
         prompt = None
         if args.prompt_file is not None:
             try:
+                size = Path(args.prompt_file).stat().st_size
+                if size > MAX_PROMPT_BYTES:
+                    raise PromptError(
+                        f"--prompt-file {args.prompt_file}: {size:,} bytes, more than the "
+                        f"{MAX_PROMPT_BYTES:,} accepted"
+                    )
                 text = Path(args.prompt_file).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as e:
                 raise PromptError(f"--prompt-file {args.prompt_file}: {e}") from e
@@ -447,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             batch_size=args.batch_size,
             prompt=prompt,
-            rules=not args.no_rules,
+            rules=args.rules,
+            budget=args.budget,
+            stream=stream_printer(args.format) if args.stream else None,
         )
     except (CheckpointError, PromptError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -466,7 +430,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{stats.samples} samples from {lm.model_path} ({lm.model.num_params() / 1e6:.2f}M "
         f"parameters, {lm.device}), {stats.truncated} truncated at --max-tokens {args.max_tokens}; "
         f"{stats.tokens:,} tokens in {stats.seconds:.2f} s: {stats.tokens_per_s:,.0f} tokens/s, "
-        f"mask {stats.mask_us_per_token:.1f} us/token",
+        f"mask {stats.mask_us_per_token:.1f} us/token; budget "
+        + (
+            f"on: it forbade ids at {stats.extra['budget_cut_steps']:,} steps"
+            if stats.extra.get("budget")
+            else "off"
+        ),
         file=sys.stderr,
     )
     return 0

@@ -13,6 +13,7 @@ sample a valid document.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -25,8 +26,8 @@ class SamplingConfig:
     top_p: float = 1.0  # keep the smallest set of ids whose probability reaches p (1.0: all)
 
     def __post_init__(self) -> None:
-        if not self.temperature >= 0.0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0.0 <= self.temperature < math.inf:
+            raise ValueError(f"temperature must be finite and >= 0, got {self.temperature}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
@@ -69,7 +70,21 @@ def sample_next(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """One id per row: logits (B, V), allowed (B, V) bool on the same device -> (B,) int64."""
-    masked = apply_mask(logits, allowed)
+    return sample_masked(apply_mask(logits, allowed), cfg, generator)
+
+
+def sample_masked(
+    masked: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One id per row of logits (B, V) already masked (-inf where not allowed, e.g. by
+    `tct.apply_token_bitmask_inplace`) -> (B,) int64. A row with nothing allowed or with NaN is
+    an error, never a draw of a masked id."""
+    if torch.isnan(masked).any():
+        row = int(torch.isnan(masked).any(dim=-1).nonzero()[0, 0])
+        raise ValueError(f"row {row} of the logits holds NaN: nothing can be sampled")
+    if not bool(torch.isfinite(masked).any(dim=-1).all()):
+        row = int((~torch.isfinite(masked).any(dim=-1)).nonzero()[0, 0])
+        raise ValueError(f"row {row} of the mask allows no id: nothing can be sampled")
     if cfg.temperature == 0.0:
         return masked.argmax(dim=-1)
     scaled = masked / cfg.temperature

@@ -41,12 +41,12 @@ from tct.shard import ShardError
 from . import checkpoint, distributed
 from .data import WINDOW_FORMATS, BatchLoader, DataError, load_data
 from .distributed import DistInfo, print0
-from .evaluate import evaluate
 from .metrics import MetricsLog, device_name, peak_flops, plot_loss_curve, truncate_metrics
 from .model import GPT, GPTConfig
 from .presets import PRESETS
 from .progress import Progress
 from .schedule import default_warmup, lr_at
+from .validation_loss import validation_loss
 
 
 @dataclass
@@ -231,7 +231,7 @@ def train(
             raise checkpoint.CheckpointError(f"--resume: no complete checkpoint in {out}")
         ck = checkpoint.load(out, resume_step, device)
         ck_meta = ck[2]
-        cfg = GPTConfig(**ck_meta["model_config"])
+        cfg = GPTConfig.from_dict(ck_meta["model_config"])
         clash = {k: v for k, v in explicit_model.items() if getattr(cfg, k) != v}
         if clash:
             raise checkpoint.CheckpointError(
@@ -448,7 +448,7 @@ def train(
                 }
                 if do_eval:
                     assert val_loader is not None
-                    record.update(evaluate(raw_model, val_loader, autocast))
+                    record.update(validation_loss(raw_model, val_loader, autocast))
                     bpb = record["val_bpb"]
                     bar.write(
                         f"step {step}: val_loss {record['val_loss']:.4f}"

@@ -46,3 +46,8 @@ pub fn name(id: u32) -> String {
         _ => format!("SEL({})", id - SEL0),
     }
 }
+
+/// In an encoder's output with contents (`Encoder::with_contents`, read by
+/// `Vocab::apply_with_contents`), `CONTENT_REF + k` stands for the bytes of content `k`
+/// followed by `STR_END`. No base id comes near it (base ids are below 2^16).
+pub const CONTENT_REF: u32 = 1 << 31;

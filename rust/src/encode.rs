@@ -9,11 +9,13 @@
 use std::borrow::Cow;
 
 use crate::base::*;
+use crate::compile::header::header_feasible;
+use crate::compile::ir::Bits;
 use crate::compile::ir::{Node, NodeId, ObjSpec};
 use crate::compile::Graph;
 use crate::error::{escape_pointer_token, EncodeError};
 use crate::json::{string_literal_eq, Json};
-use crate::machine::{header_feasible, number_grammar_ok, Bits};
+use crate::numbers::number_grammar_ok;
 
 enum Seg<'v> {
     Key(&'v str),
@@ -42,10 +44,6 @@ pub struct Encoded<'v> {
     /// JSON pointers of the subtrees spelt in the generic encoding.
     pub fallbacks: Vec<String>,
 }
-
-/// In the output of [`Encoder::with_contents`], `CONTENT_REF + k` stands for the bytes of
-/// content `k` followed by `STR_END`. No base id comes near it (base ids are below 2^16).
-pub const CONTENT_REF: u32 = 1 << 31;
 
 /// Whether `v` is the constant whose compact JSON text is `c` (numbers compare by text).
 fn const_eq(c: &str, v: &Json) -> bool {

@@ -18,13 +18,14 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use crate::bitmask::{bitmask_width, fill_bitmask_batch, GuidedMatcher};
 use crate::error::{DecodeError, EncodeError, SchemaError};
-use crate::tokenizer::{Encoding, Matcher, Tokenizer};
-use numpy::{Element, PyArray1, PyArrayMethods, PyReadonlyArray1};
+use crate::tokenizer::{Encoding, Tokenizer};
+use numpy::{Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyList, PyString, PyType};
+use pyo3::types::{PyBool, PyBytes, PyList, PyString, PyType};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -125,6 +126,24 @@ where
     Some(Ok(ids))
 }
 
+/// Python's `bool` or numpy's `bool_`: both convert to 0/1 as ints, but a mask or a flag passed
+/// where ids belong is a mistake, not a token sequence.
+fn is_bool(obj: &Bound<'_, PyAny>) -> bool {
+    obj.is_instance_of::<PyBool>()
+        || obj
+            .get_type()
+            .name()
+            .is_ok_and(|n| n.to_str().is_ok_and(|n| n == "bool" || n == "bool_"))
+}
+
+/// A numpy array of dtype bool (`array.dtype.kind == "b"`).
+fn is_bool_array(obj: &Bound<'_, PyAny>) -> bool {
+    obj.getattr("dtype")
+        .and_then(|d| d.getattr("kind"))
+        .and_then(|k| k.extract::<String>())
+        .is_ok_and(|k| k == "b")
+}
+
 /// Convert any sequence of Python ints (a list, a tuple, a numpy integer array, a generator) into
 /// ids, checking every id against the vocabulary.
 fn ids_from_py(obj: &Bound<'_, PyAny>, vocab_size: u32) -> PyResult<Vec<u32>> {
@@ -145,6 +164,11 @@ fn ids_from_py(obj: &Bound<'_, PyAny>, vocab_size: u32) -> PyResult<Vec<u32>> {
             ids.push(list_item_id(py, &item, position, vocab_size)?);
         }
         return Ok(ids);
+    }
+    if is_bool_array(obj) {
+        return Err(PyTypeError::new_err(
+            "ids must be ints, not a bool array (a mask is not a token sequence)",
+        ));
     }
     // numpy fast paths: read the buffer directly instead of boxing every element.
     macro_rules! try_dtype {
@@ -170,6 +194,11 @@ fn list_item_id(
     position: usize,
     vocab_size: u32,
 ) -> PyResult<u32> {
+    if is_bool(item) {
+        return Err(PyTypeError::new_err(format!(
+            "ids[{position}] must be an int, not a bool"
+        )));
+    }
     match item.extract::<i64>() {
         Ok(v) => checked_id(py, i128::from(v), position, vocab_size),
         Err(e) if e.is_instance_of::<PyOverflowError>(py) => Err(decode_error(
@@ -221,6 +250,9 @@ fn ids_to_list<'py>(py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyList>
 /// A single Python int as an id (for `Matcher.advance`). `position` is where it would go.
 fn id_from_py(obj: &Bound<'_, PyAny>, position: usize, vocab_size: u32) -> PyResult<u32> {
     let py = obj.py();
+    if is_bool(obj) {
+        return Err(PyTypeError::new_err("an id must be an int, not a bool"));
+    }
     match obj.extract::<i64>() {
         Ok(v) => checked_id(py, i128::from(v), position, vocab_size),
         Err(e) if e.is_instance_of::<PyOverflowError>(py) => Err(decode_error(
@@ -296,114 +328,365 @@ impl From<Encoding> for PyEncoding {
     }
 }
 
-/// Constrained-generation state (see `Matcher` in the core). Not frozen: `advance` mutates it;
-/// PyO3's borrow flag turns concurrent mutation from two threads into a `RuntimeError`.
+/// Constrained-generation state (see `Matcher` in the core). Not frozen: `advance` mutates it.
+/// `document` releases the GIL while it holds the state, so a second thread can reach the
+/// matcher meanwhile: every method borrows it explicitly and turns a conflict into
+/// `tct.MatcherBusyError` (PyO3's own would be `RuntimeError: Already borrowed`).
 #[pyclass(module = "tct", name = "Matcher")]
 struct PyMatcher {
-    inner: Matcher,
+    inner: GuidedMatcher,
     vocab_size: u32,
     /// Ids accepted so far: the position reported when the next id is rejected here.
     steps: usize,
 }
 
+static MATCHER_BUSY_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `tct.MatcherBusyError`: the matcher is in use by a call on another thread.
+fn matcher_busy(py: Python<'_>) -> PyErr {
+    match exception_type(py, &MATCHER_BUSY_ERROR, "MatcherBusyError") {
+        Ok(ty) => PyErr::from_type(
+            ty,
+            (
+                "this Matcher is in use by another thread (a matcher is not shareable: give each \
+              thread its own matcher.copy(), or guard it with a lock)"
+                    .to_string(),
+            ),
+        ),
+        Err(e) => e,
+    }
+}
+
+type MatcherRef<'py> = PyRef<'py, PyMatcher>;
+type MatcherMut<'py> = PyRefMut<'py, PyMatcher>;
+
+fn read<'py>(slf: &Bound<'py, PyMatcher>) -> PyResult<MatcherRef<'py>> {
+    slf.try_borrow().map_err(|_| matcher_busy(slf.py()))
+}
+
+fn write<'py>(slf: &Bound<'py, PyMatcher>) -> PyResult<MatcherMut<'py>> {
+    slf.try_borrow_mut().map_err(|_| matcher_busy(slf.py()))
+}
+
 #[pymethods]
 impl PyMatcher {
     /// Feed one id. Raises `DecodeError` (and leaves the state unchanged) if it is not allowed.
-    fn advance(&mut self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<()> {
-        let id = id_from_py(id, self.steps, self.vocab_size)?;
-        self.inner.advance(id).map_err(|e| decode_error(py, e))?;
-        self.steps += 1;
+    fn advance(slf: &Bound<'_, Self>, id: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let mut this = write(slf)?;
+        let id = id_from_py(id, this.steps, this.vocab_size)?;
+        this.inner.advance(id).map_err(|e| decode_error(py, e))?;
+        this.steps += 1;
         Ok(())
     }
 
     /// Boolean mask of length `vocab_size`: `True` for every id that keeps the sequence valid.
     /// A fresh array, written in place (no intermediate buffer: the mask is most of a step's
     /// cost inside strings).
-    fn allowed<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
-        let arr = PyArray1::<bool>::zeros(py, self.vocab_size as usize, false);
+    fn allowed<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<bool>>> {
+        let mut this = write(slf)?;
+        let arr = PyArray1::<bool>::zeros(slf.py(), this.vocab_size as usize, false);
         {
             let mut view = arr.readwrite();
             // A fresh C-contiguous array: `as_slice_mut` cannot fail.
             if let Ok(mask) = view.as_slice_mut() {
-                self.inner.fill_allowed(mask);
+                this.inner.fill_allowed(mask);
             }
         }
-        arr
+        Ok(arr)
     }
 
     /// Write the mask into `out` (a writable, contiguous bool array of length `vocab_size`),
     /// for sampling loops that reuse one buffer.
-    fn allowed_into(&mut self, out: &Bound<'_, PyArray1<bool>>) -> PyResult<()> {
+    fn allowed_into(slf: &Bound<'_, Self>, out: &Bound<'_, PyArray1<bool>>) -> PyResult<()> {
+        let mut this = write(slf)?;
         let mut view = out
             .try_readwrite()
             .map_err(|e| PyValueError::new_err(format!("out is not writable: {e}")))?;
         let mask = view
             .as_slice_mut()
             .map_err(|_| PyValueError::new_err("out must be a contiguous array"))?;
-        if mask.len() != self.vocab_size as usize {
+        if mask.len() != this.vocab_size as usize {
             return Err(PyValueError::new_err(format!(
                 "out has length {}, the vocabulary {}",
                 mask.len(),
-                self.vocab_size
+                this.vocab_size
             )));
         }
-        self.inner.fill_allowed(mask);
+        this.inner.fill_allowed(mask);
         Ok(())
     }
 
-    fn is_complete(&self) -> bool {
-        self.inner.is_complete()
+    fn is_complete(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        Ok(read(slf)?.inner.is_complete())
     }
 
     /// Masks where the rules would have left no id and the schema's mask was kept.
     #[getter]
-    fn rules_fallbacks(&self) -> usize {
-        self.inner.rules_fallbacks()
+    fn rules_fallbacks(slf: &Bound<'_, Self>) -> PyResult<usize> {
+        Ok(read(slf)?.inner.matcher().rules_fallbacks())
     }
 
     /// What the matcher waits for next (`"object"`, `"string"`, ...): for profiling.
-    fn top_kind(&self) -> &'static str {
-        self.inner.top_kind()
+    fn top_kind(slf: &Bound<'_, Self>) -> PyResult<&'static str> {
+        Ok(read(slf)?.inner.matcher().top_kind())
     }
 
     /// The valid document nearest the current prefix, as compact JSON.
     #[pyo3(signature = (complete = true))]
-    fn document(&self, py: Python<'_>, complete: bool) -> PyResult<String> {
-        let inner = &self.inner;
+    fn document(slf: &Bound<'_, Self>, complete: bool) -> PyResult<String> {
+        let py = slf.py();
+        let this = read(slf)?;
+        let inner = this.inner.matcher();
         py.detach(|| inner.document(complete))
             .map_err(|e| decode_error(py, e))
     }
 
     /// Number of ids accepted so far.
     #[getter]
-    fn position(&self) -> usize {
-        self.steps
+    fn position(slf: &Bound<'_, Self>) -> PyResult<usize> {
+        Ok(read(slf)?.steps)
     }
 
     /// An independent copy (for beam search or backtracking).
-    fn copy(&self) -> Self {
-        PyMatcher {
-            inner: self.inner.clone(),
-            vocab_size: self.vocab_size,
-            steps: self.steps,
+    fn copy(slf: &Bound<'_, Self>) -> PyResult<Self> {
+        let this = read(slf)?;
+        Ok(PyMatcher {
+            inner: this.inner.clone(),
+            vocab_size: this.vocab_size,
+            steps: this.steps,
+        })
+    }
+
+    fn __copy__(slf: &Bound<'_, Self>) -> PyResult<Self> {
+        Self::copy(slf)
+    }
+
+    fn __deepcopy__(slf: &Bound<'_, Self>, _memo: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Self::copy(slf)
+    }
+
+    // ---- the token-bitmask interface (llguidance / XGrammar names; see `crate::bitmask`) ----
+
+    /// Accept one id; `False` (state unchanged) when the schema or the budget forbids it, or it
+    /// is not an id of the vocabulary.
+    fn accept_token(slf: &Bound<'_, Self>, id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = slf.py();
+        if id.is_instance_of::<pyo3::types::PyBool>() {
+            return Err(PyTypeError::new_err("an id must be an int, not bool"));
+        }
+        let Ok(v) = id.extract::<i64>() else {
+            if id.extract::<i128>().is_ok() {
+                return Ok(false); // an int too large for any vocabulary
+            }
+            return Err(PyTypeError::new_err("an id must be an int"));
+        };
+        let Ok(v) = u32::try_from(v) else {
+            return Ok(false);
+        };
+        let mut this = write(slf)?;
+        if v >= this.vocab_size {
+            return Ok(false);
+        }
+        let inner = &mut this.inner;
+        let ok = py.detach(|| inner.accept_token(v));
+        if ok {
+            this.steps = this.inner.accepted().len();
+        }
+        Ok(ok)
+    }
+
+    /// Write the mask of the next id into row `index` of `bitmask` (int32, shape (batch, W) with
+    /// W >= ceil(vocab_size / 32), C-contiguous, writable). The GIL is released meanwhile.
+    #[pyo3(signature = (bitmask, index = 0))]
+    fn fill_next_token_bitmask(
+        slf: &Bound<'_, Self>,
+        bitmask: &Bound<'_, PyAny>,
+        index: usize,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let mut this = write(slf)?;
+        let bitmask = &bitmask_array(bitmask)?;
+        let (rows, width) = bitmask_shape(bitmask, this.vocab_size)?;
+        if index >= rows {
+            return Err(PyValueError::new_err(format!(
+                "index {index} is outside the bitmask's {rows} rows"
+            )));
+        }
+        let mut view = bitmask
+            .try_readwrite()
+            .map_err(|e| PyValueError::new_err(format!("bitmask is not writable: {e}")))?;
+        let all = view
+            .as_slice_mut()
+            .map_err(|_| PyValueError::new_err("bitmask must be C-contiguous"))?;
+        let row = &mut all[index * width..(index + 1) * width];
+        let inner = &mut this.inner;
+        py.detach(|| inner.fill_bitmask(row));
+        Ok(())
+    }
+
+    /// Undo the last `n` accepted ids (the budget too).
+    fn rollback(slf: &Bound<'_, Self>, n: usize) -> PyResult<()> {
+        let py = slf.py();
+        let mut this = write(slf)?;
+        let inner = &mut this.inner;
+        py.detach(|| inner.rollback(n))
+            .map_err(|e| decode_error(py, e))?;
+        this.steps = this.inner.accepted().len();
+        Ok(())
+    }
+
+    /// An independent copy (speculative branches, beams).
+    fn fork(slf: &Bound<'_, Self>) -> PyResult<Self> {
+        Self::copy(slf)
+    }
+
+    /// Back to the start (the budget as set at the start, if it was).
+    fn reset(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let mut this = write(slf)?;
+        this.inner.reset();
+        this.steps = 0;
+        Ok(())
+    }
+
+    /// True once EOS was accepted.
+    fn is_terminated(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        Ok(read(slf)?.inner.is_terminated())
+    }
+
+    /// The ids that are the only choice from here, in order (jump-forward), at most `limit`.
+    #[pyo3(signature = (limit = 4096))]
+    fn forced_ids(slf: &Bound<'_, Self>, limit: usize) -> PyResult<Vec<u32>> {
+        let py = slf.py();
+        let this = read(slf)?;
+        let inner = &this.inner;
+        Ok(py.detach(|| inner.forced_ids(limit)))
+    }
+
+    /// At most `n` more ids, EOS included (None: no bound); ids after which the smallest valid
+    /// completion no longer fits are forbidden. Raises `DecodeError` if even that does not fit.
+    #[pyo3(signature = (n))]
+    fn set_budget(slf: &Bound<'_, Self>, n: Option<usize>) -> PyResult<()> {
+        let py = slf.py();
+        write(slf)?
+            .inner
+            .set_budget(n)
+            .map_err(|e| decode_error(py, e))
+    }
+
+    /// The document so far as JSON, open strings and containers closed, unfinished keys and
+    /// values left out: each snapshot extends the previous one (for streaming).
+    fn partial_document(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let py = slf.py();
+        let this = read(slf)?;
+        let inner = &this.inner;
+        py.detach(|| inner.partial_document())
+            .map_err(|e| decode_error(py, e))
+    }
+
+    /// Ids left in the budget (EOS included), or None.
+    #[getter]
+    fn budget(slf: &Bound<'_, Self>) -> PyResult<Option<usize>> {
+        Ok(read(slf)?.inner.budget())
+    }
+
+    /// Steps at which the budget forbade ids the schema allowed (since creation or a copy).
+    #[getter]
+    fn budget_cuts(slf: &Bound<'_, Self>) -> PyResult<usize> {
+        Ok(read(slf)?.inner.budget_cuts)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let this = read(slf)?;
+        Ok(format!(
+            "Matcher(position={}, complete={})",
+            this.steps,
+            this.inner.is_complete()
+        ))
+    }
+}
+
+/// A bitmask as a numpy int32 2-D array: numpy arrays as they are, CPU torch tensors through
+/// `.numpy()` (a view of the same memory). A CUDA bitmask is refused: the masks are filled on
+/// the CPU, as in XGrammar and llguidance, then copied (`bitmask.to(device)`).
+fn bitmask_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<i32>>> {
+    if let Ok(a) = obj.cast::<PyArray2<i32>>() {
+        return Ok(a.clone());
+    }
+    if obj.hasattr("is_cuda")? && obj.getattr("is_cuda")?.is_truthy()? {
+        return Err(PyValueError::new_err(
+            "the bitmask is on a CUDA device: fill a CPU bitmask (tct.allocate_token_bitmask), \
+             then move it with .to(device)",
+        ));
+    }
+    if obj.hasattr("numpy")? {
+        if let Ok(a) = obj.call_method0("numpy")?.cast_into::<PyArray2<i32>>() {
+            return Ok(a);
         }
     }
+    Err(PyTypeError::new_err(
+        "bitmask must be a 2-D int32 numpy array or CPU torch tensor (tct.allocate_token_bitmask)",
+    ))
+}
 
-    fn __copy__(&self) -> Self {
-        self.copy()
+/// (rows, words per row) of a bitmask for `vocab_size` ids, or a `ValueError` saying what is
+/// wrong with its shape.
+fn bitmask_shape(bitmask: &Bound<'_, PyArray2<i32>>, vocab_size: u32) -> PyResult<(usize, usize)> {
+    let shape = bitmask.shape();
+    let (rows, width) = (shape[0], shape[1]);
+    let need = bitmask_width(vocab_size as usize);
+    if width < need {
+        return Err(PyValueError::new_err(format!(
+            "bitmask rows have {width} words; the vocabulary of {vocab_size} ids needs {need}"
+        )));
     }
+    Ok((rows, width))
+}
 
-    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> Self {
-        self.copy()
+/// Fill row i of `bitmask` for `matchers[i]`, in parallel with the GIL released.
+#[pyfunction]
+#[pyo3(signature = (matchers, bitmask, num_threads = None))]
+fn fill_next_token_bitmask_batch(
+    py: Python<'_>,
+    matchers: Vec<PyRefMut<'_, PyMatcher>>,
+    bitmask: &Bound<'_, PyAny>,
+    num_threads: Option<usize>,
+) -> PyResult<()> {
+    let bitmask = &bitmask_array(bitmask)?;
+    let Some(first) = matchers.first() else {
+        return Ok(());
+    };
+    let vocab = first.vocab_size;
+    if let Some(m) = matchers.iter().find(|m| m.vocab_size != vocab) {
+        return Err(PyValueError::new_err(format!(
+            "matchers of different vocabularies ({vocab} and {} ids)",
+            m.vocab_size
+        )));
     }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "Matcher(position={}, complete={})",
-            self.steps,
-            self.inner.is_complete()
-        )
+    let (rows, width) = bitmask_shape(bitmask, vocab)?;
+    if matchers.len() > rows {
+        return Err(PyValueError::new_err(format!(
+            "{} matchers, but the bitmask has {rows} rows",
+            matchers.len()
+        )));
     }
+    if num_threads == Some(0) {
+        return Err(PyValueError::new_err(
+            "num_threads must be at least 1 (or None)",
+        ));
+    }
+    let mut view = bitmask
+        .try_readwrite()
+        .map_err(|e| PyValueError::new_err(format!("bitmask is not writable: {e}")))?;
+    let all = view
+        .as_slice_mut()
+        .map_err(|_| PyValueError::new_err("bitmask must be C-contiguous"))?;
+    let n = matchers.len();
+    let mut matchers = matchers;
+    let mut inners: Vec<&mut GuidedMatcher> = matchers.iter_mut().map(|m| &mut m.inner).collect();
+    let all = &mut all[..n * width];
+    py.detach(|| fill_bitmask_batch(&mut inners, all, width, num_threads));
+    Ok(())
 }
 
 /// A rules overlay compiled and prepared for one tokenizer's matchers.
@@ -696,7 +979,17 @@ impl PyTokenizer {
                 ids.len()
             )));
         }
-        Ok(self.inner.extract_window(&ids, start, end))
+        let window = self.inner.extract_window(&ids, start, end);
+        // The position id must lie in `position_range` (starts past the last bucket share its
+        // id); a tokenizer without position ids has none to give.
+        let (first, last) = self.inner.position_range();
+        match window.first() {
+            Some(&p) if (first..last).contains(&p) => Ok(window),
+            _ => Err(PyValueError::new_err(format!(
+                "window start {start} has no position id: this tokenizer's position ids are \
+                 {first}..{last}"
+            ))),
+        }
     }
 
     #[getter]
@@ -719,7 +1012,7 @@ impl PyTokenizer {
             inner = inner.with_rules(r.enforced.clone());
         }
         PyMatcher {
-            inner,
+            inner: GuidedMatcher::from_matcher(&self.inner, inner),
             vocab_size: self.inner.vocab_size(),
             steps: 0,
         }
@@ -794,7 +1087,8 @@ fn check_vocab_fits_u16(py: Python<'_>, tok: &Tokenizer) -> PyResult<()> {
 // Owned by the tct-encode work (rust/src/corpus); called by python/tct/cli_encode.py.
 
 /// `encode_corpus(tokenizer, input, output, *, threads=1, val_fraction=0.0, seed=0,
-/// num_shards=1, shard_index=0, max_tokens=None, progress=None) -> dict`
+/// num_shards=1, shard_index=0, max_tokens=None, progress=None, field=None, val_group=None,
+/// follow_symlinks=False) -> dict`
 ///
 /// Encodes a corpus into token shards (docs/shard-format.md) with the GIL released. `progress`
 /// is called with a dict about every 200 ms (the GIL is taken only for that call, which is also
@@ -802,7 +1096,7 @@ fn check_vocab_fits_u16(py: Python<'_>, tok: &Tokenizer) -> PyResult<()> {
 /// The environment variable `TCT_TEST_FAIL_AFTER_DOCS=N` injects a fatal error after N documents
 /// (crash tests).
 #[pyfunction]
-#[pyo3(signature = (tokenizer, input, output, *, threads=1, val_fraction=0.0, seed=0, num_shards=1, shard_index=0, max_tokens=None, progress=None))]
+#[pyo3(signature = (tokenizer, input, output, *, threads=1, val_fraction=0.0, seed=0, num_shards=1, shard_index=0, max_tokens=None, progress=None, field=None, val_group=None, follow_symlinks=false))]
 #[allow(clippy::too_many_arguments)]
 fn encode_corpus<'py>(
     py: Python<'py>,
@@ -816,6 +1110,9 @@ fn encode_corpus<'py>(
     shard_index: u64,
     max_tokens: Option<u64>,
     progress: Option<Py<PyAny>>,
+    field: Option<String>,
+    val_group: Option<String>,
+    follow_symlinks: bool,
 ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
     use crate::corpus::{Counts, Options, Progress, RunError, TokenizerInfo};
     use pyo3::types::PyDict;
@@ -829,13 +1126,18 @@ fn encode_corpus<'py>(
         Err(_) => None,
     };
     let opts = Options {
-        threads,
+        // Capped like every other thread count (see `pool`): `--threads 100000` used to start
+        // threads until the machine ran out of pids. 0 stays 0, for the usage error.
+        threads: threads.min(crate::pool::max_threads()),
         val_fraction,
         seed,
         num_shards,
         shard_index,
         max_tokens,
         fail_after_docs,
+        field,
+        val_group,
+        follow_symlinks,
         ..Options::default()
     };
     let mut callback_error: Option<PyErr> = None;
@@ -911,8 +1213,77 @@ fn encode_corpus<'py>(
     out.set_item("input_bytes", summary.input_bytes)?;
     out.set_item("elapsed_s", summary.elapsed_s)?;
     out.set_item("rejected_sample", summary.rejected_sample)?;
+    out.set_item("fallback_pointers", summary.fallback_pointers)?;
     out.set_item("tokenizer", (info.name, info.hash, info.vocab_size))?;
     Ok(out)
+}
+
+/// `read_yaml(text) -> str`: one YAML 1.2 document (the rules `tct-encode` reads corpora
+/// with: `on`/`yes` stay strings, `1e5` and `0b101` are numbers, `.inf` a string) as compact
+/// JSON text. A parse error raises `ValueError` with the line and column.
+#[pyfunction]
+fn read_yaml(py: Python<'_>, text: &str) -> PyResult<String> {
+    let text = text.to_owned();
+    py.detach(move || {
+        let value = crate::corpus::yaml::parse_yaml(&text).map_err(|e| e.to_string())?;
+        let doc = crate::json::Json::from_value(&value).map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        doc.write_compact(&mut out);
+        Ok::<String, String>(out)
+    })
+    .map_err(PyValueError::new_err)
+}
+
+/// `CorpusReader(input, field=None, follow_symlinks=False, group_field=None)`: the documents of
+/// a corpus (a tree of .json/.yml/.yaml files, one such file, a .jsonl/.jsonl.gz file) in
+/// `tct-encode`'s order, read and parsed by the same Rust code. Iterating yields `(source,
+/// json_text, error, group)`: at most one of `json_text` and `error` (why the input is
+/// rejected) is not `None` (neither: the record's `field` is null, it holds no document);
+/// `group` is the input's `group_field`, if it has one.
+#[pyclass(name = "CorpusReader", module = "tct._tct", unsendable)]
+struct PyCorpusReader {
+    input: crate::corpus::sources::Input,
+    field: Option<String>,
+    group_field: Option<String>,
+}
+
+#[pymethods]
+impl PyCorpusReader {
+    #[new]
+    #[pyo3(signature = (input, field=None, follow_symlinks=false, group_field=None))]
+    fn new(
+        input: &str,
+        field: Option<String>,
+        follow_symlinks: bool,
+        group_field: Option<String>,
+    ) -> PyResult<Self> {
+        let input = crate::corpus::sources::Input::open_with(input, false, follow_symlinks)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(PyCorpusReader {
+            input,
+            field,
+            group_field,
+        })
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn __next__(
+        &mut self,
+        py: Python<'_>,
+    ) -> Option<(String, Option<String>, Option<String>, Option<String>)> {
+        let item = self.input.next()?;
+        let (field, group_field) = (self.field.as_deref(), self.group_field.as_deref());
+        let (source, result) = py.detach(|| crate::corpus::read_document(item, field, group_field));
+        Some(match result {
+            Ok(Some((text, group))) => (source, Some(text), None, group),
+            Ok(None) => (source, None, None, None),
+            Err(reason) => (source, None, Some(reason), None),
+        })
+    }
 }
 
 // ---- end of corpus encoding (tct-encode) ----
@@ -926,6 +1297,9 @@ fn tct_extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyMatcher>()?;
     m.add_class::<PyRules>()?;
     m.add_function(wrap_pyfunction!(encode_corpus, m)?)?; // tct-encode
+    m.add_function(wrap_pyfunction!(read_yaml, m)?)?; // tct.read_yaml
+    m.add_class::<PyCorpusReader>()?; // tct.read_corpus
+    m.add_function(wrap_pyfunction!(fill_next_token_bitmask_batch, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

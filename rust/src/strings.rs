@@ -4,7 +4,6 @@
 //! next byte keeps a partial string completable (the decoder and the matcher), so the two can
 //! never disagree.
 
-use crate::compile::atoms::{StrA, StrCore};
 use regex_automata::dfa::{dense, Automaton};
 use regex_automata::util::primitives::StateID;
 use regex_automata::util::start;
@@ -287,22 +286,6 @@ pub fn pattern_matches(source: &str, s: &str) -> bool {
 
 pub fn char_len(s: &str) -> u64 {
     s.chars().count() as u64
-}
-
-pub fn core_matches(c: &StrCore, s: &str) -> bool {
-    let n = char_len(s);
-    n >= c.min_len
-        && c.max_len.is_none_or(|m| n <= m)
-        && c.patterns.iter().all(|p| pattern_matches(p, s))
-}
-
-pub fn str_atom_matches(a: &StrA, s: &str) -> bool {
-    core_matches(&a.core, s)
-        && !a.excluded_values.contains(s)
-        && !a.excluded_specs.iter().any(|e| core_matches(e, s))
-        && a.enum_vals
-            .as_ref()
-            .is_none_or(|e| e.iter().any(|v| v == s))
 }
 
 // ---------------------------------------------------------------------------------------------

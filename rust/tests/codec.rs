@@ -14,6 +14,7 @@ fn schema_files() -> Vec<std::path::PathBuf> {
 }
 
 #[test]
+#[cfg_attr(tct_no_data, ignore = "needs ../shared/data")]
 fn every_schema_compiles_and_its_positive_tests_round_trip() {
     let reg = common::registry();
     for f in schema_files() {
@@ -220,7 +221,7 @@ fn oneof_branches_are_exclusive() {
 
 #[test]
 fn decode_is_total_on_garbage() {
-    let schema = common::read_json(&common::data_dir().join("schemas/github-workflow.json"));
+    let schema = common::workflow_schema();
     let t = Tokenizer::from_schema(&schema, &[]).unwrap();
     let n = t.vocab_size() + 10;
     let mut x: u64 = 0x9E3779B97F4A7C15;
@@ -239,7 +240,7 @@ fn decode_is_total_on_garbage() {
 
 #[test]
 fn masked_random_walks_reencode_without_fallback() {
-    let schema = common::read_json(&common::data_dir().join("schemas/github-workflow.json"));
+    let schema = common::workflow_schema();
     let t = Tokenizer::from_schema(&schema, &[]).unwrap();
     for seed in 0..300 {
         let (ids, doc) = t
@@ -262,8 +263,9 @@ fn masked_random_walks_reencode_without_fallback() {
 }
 
 #[test]
+#[cfg_attr(tct_no_data, ignore = "needs ../shared/data")]
 fn corpus_encodings_are_accepted_by_the_matcher_sample() {
-    let schema = common::read_json(&common::data_dir().join("schemas/github-workflow.json"));
+    let schema = common::workflow_schema();
     let t = Tokenizer::from_schema(&schema, &[]).unwrap();
     for (i, r) in common::corpus().iter().enumerate().step_by(97) {
         let enc = t.encode_value(&r["json"]).unwrap();
@@ -277,7 +279,7 @@ fn corpus_encodings_are_accepted_by_the_matcher_sample() {
 #[test]
 #[ignore]
 fn debug_walk() {
-    let schema = common::read_json(&common::data_dir().join("schemas/github-workflow.json"));
+    let schema = common::workflow_schema();
     let t = Tokenizer::from_schema(&schema, &[]).unwrap();
     let seed: u64 = std::env::var("SEED").unwrap_or("0".into()).parse().unwrap();
     let r = t.random_document(seed, 400);
@@ -560,6 +562,7 @@ fn profile_encode() {
 /// Decoding appends an id's text to the open string as one run: errors still name the id
 /// where they happen, and ids after the document are never looked at.
 #[test]
+#[cfg_attr(tct_no_data, ignore = "needs ../shared/data")]
 fn decode_positions_across_chunks() {
     let t = common::bundled();
     let corpus = common::corpus();

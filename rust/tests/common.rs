@@ -1,4 +1,10 @@
 //! Shared helpers for the integration tests: the data directory beside the repository.
+//!
+//! Tests that need `../shared/data` (the corpus, the SchemaStore schemas and their test
+//! documents) carry `#[cfg_attr(tct_no_data, ignore = "needs ../shared/data")]`: build.rs sets
+//! `tct_no_data` when the data is missing (and `TCT_REQUIRE_DATA` is unset), so a fresh clone
+//! lists them as ignored instead of failing. Tests that only need the workflow schema take it
+//! from the bundled tokenizer, which embeds it, and run everywhere.
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
@@ -21,7 +27,26 @@ pub fn bundled() -> tct::Tokenizer {
 }
 
 pub fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    assert!(
+        dir.is_dir(),
+        "{} not found: the development data must sit beside the repository \
+         (TCT_REQUIRE_DATA is set, or this test lacks its `tct_no_data` ignore)",
+        dir.display()
+    );
+    dir
+}
+
+/// SchemaStore's github-workflow.json: from the data when it is there, else the copy embedded
+/// in the bundled tokenizer (the schema it was trained for).
+pub fn workflow_schema() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/schemas/github-workflow.json");
+    if path.is_file() {
+        return read_json(&path);
+    }
+    let file: Value = serde_json::from_slice(&bundled_bytes()).expect("bundled tokenizer JSON");
+    file["schema"].clone()
 }
 
 pub fn read_json(path: &std::path::Path) -> Value {

@@ -6,8 +6,9 @@ mod common;
 use tct::Tokenizer;
 
 #[test]
+#[cfg_attr(tct_no_data, ignore = "needs ../shared/data")]
 fn every_corpus_document_round_trips_and_valid_ones_need_no_fallback() {
-    let schema = common::read_json(&common::data_dir().join("schemas/github-workflow.json"));
+    let schema = common::workflow_schema();
     let tok = Tokenizer::from_schema(&schema, &[]).expect("compile");
     let records = common::corpus();
     let mut fallback_docs = 0;
@@ -51,6 +52,7 @@ fn every_corpus_document_round_trips_and_valid_ones_need_no_fallback() {
 /// The encoder's fast path (contents by reference, whole words memoized) gives exactly the
 /// vocabulary applied to the spelt-out base stream, on every corpus document, cold and warm.
 #[test]
+#[cfg_attr(tct_no_data, ignore = "needs ../shared/data")]
 fn trained_encoding_equals_the_vocabulary_over_base_ids() {
     let tok = common::bundled();
     let texts: Vec<Vec<u8>> = common::corpus()
@@ -70,7 +72,7 @@ fn trained_encoding_equals_the_vocabulary_over_base_ids() {
 #[test]
 #[ignore]
 fn debug_one() {
-    let schema = common::read_json(&common::data_dir().join("schemas/github-workflow.json"));
+    let schema = common::workflow_schema();
     let tok = Tokenizer::from_schema(&schema, &[]).expect("compile");
     let i: usize = std::env::var("DOC").unwrap().parse().unwrap();
     let r = &common::corpus()[i];

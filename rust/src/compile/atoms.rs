@@ -61,6 +61,32 @@ pub struct StrA {
     pub excluded_specs: BTreeSet<StrCore>,
 }
 
+impl StrCore {
+    /// Whether `s` satisfies the lengths (in characters) and every pattern.
+    pub fn matches(&self, s: &str) -> bool {
+        let n = crate::strings::char_len(s);
+        n >= self.min_len
+            && self.max_len.is_none_or(|m| n <= m)
+            && self
+                .patterns
+                .iter()
+                .all(|p| crate::strings::pattern_matches(p, s))
+    }
+}
+
+impl StrA {
+    /// Whether the string value `s` satisfies this constraint.
+    pub fn matches(&self, s: &str) -> bool {
+        self.core.matches(s)
+            && !self.excluded_values.contains(s)
+            && !self.excluded_specs.iter().any(|e| e.matches(s))
+            && self
+                .enum_vals
+                .as_ref()
+                .is_none_or(|e| e.iter().any(|v| v == s))
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ArrA {
     /// Schemas whose `items`/`additionalItems`/`prefixItems` apply, in order of appearance.
@@ -141,6 +167,15 @@ pub fn top() -> Vec<Atom> {
 }
 
 const MAX_ATOMS: usize = 1024;
+/// Most values one `enum` may list: each needs a choice id below 65,536, beside the other ids.
+pub const MAX_ENUM_VALUES: usize = 60_000;
+/// Largest `minItems` / `minProperties` accepted: the matcher must be able to complete a
+/// document, and the shortest one holds this many members. Past it the schema is refused at
+/// compile time, naming the keyword (`minItems: 1e18` used to loop forever in the cost
+/// analysis).
+pub const MAX_MIN_COUNT: u64 = 1 << 16;
+/// Budget of atom operations for one schema (see `Normalizer::spend`).
+pub const MAX_WORK: u64 = 20_000_000;
 
 fn canonical(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
@@ -276,6 +311,10 @@ pub struct Normalizer<'s> {
     in_progress: HashSet<Vec<Term>>,
     expanding: Vec<SchemaId>,
     pub warnings: BTreeSet<String>,
+    /// Atom operations spent so far (pairs conjoined or subtracted, duplicate checks), against
+    /// [`MAX_WORK`]. The schemas in the shared data set spend at most 26,012 (eslintrc.json;
+    /// github-workflow.json 3,100), so the budget leaves them a margin of 750x.
+    work: u64,
 }
 
 impl<'s> Normalizer<'s> {
@@ -287,7 +326,25 @@ impl<'s> Normalizer<'s> {
             in_progress: HashSet::new(),
             expanding: Vec::new(),
             warnings: BTreeSet::new(),
+            work: 0,
         }
+    }
+
+    /// Charge `n` atom operations at `at`; past [`MAX_WORK`] the schema is refused here, so a
+    /// combination that would expand past [`MAX_ATOMS`] fails in well under a second instead
+    /// of after every subtraction was done (allOf of five 6-way oneOfs: 14.7 s before).
+    fn spend(&mut self, n: usize, at: SchemaId) -> Result<(), SchemaError> {
+        self.work = self.work.saturating_add(n as u64);
+        if self.work > MAX_WORK {
+            return Err(SchemaError::new(
+                self.store.describe(at),
+                format!(
+                    "the combination of allOf/anyOf/oneOf/not/if here takes more than {MAX_WORK} \
+                     steps to expand (too many alternatives)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn warn(&mut self, id: SchemaId, what: &str) {
@@ -341,6 +398,7 @@ impl<'s> Normalizer<'s> {
                 if x.kind() != y.kind() {
                     continue;
                 }
+                self.spend(1 + out.len(), at)?;
                 if let Some(c) = conjoin(x, y) {
                     if self.viable(&c)? && !out.contains(&c) {
                         out.push(c);
@@ -366,6 +424,7 @@ impl<'s> Normalizer<'s> {
         let mut out: Vec<Atom> = Vec::new();
         for s in sets {
             for a in s {
+                self.spend(1 + out.len(), at)?;
                 if !out.contains(&a) {
                     out.push(a);
                 }
@@ -655,6 +714,16 @@ impl<'s> Normalizer<'s> {
                     }),
             }
         };
+        let min_count = |k: &str| -> Result<u64, SchemaError> {
+            let n = num(k)?.unwrap_or(0);
+            if n > MAX_MIN_COUNT {
+                return Err(SchemaError::new(
+                    format!("{at}/{k}"),
+                    format!("{k} {n} is more than the limit of {MAX_MIN_COUNT}"),
+                ));
+            }
+            Ok(n)
+        };
         let mut types: Vec<&str> = match v.get("type") {
             None => vec!["null", "boolean", "number", "string", "array", "object"],
             Some(Value::String(s)) => vec![s.as_str()],
@@ -683,6 +752,16 @@ impl<'s> Normalizer<'s> {
         }
         let enum_vals: Option<Vec<Value>> = match (v.get("enum"), v.get("const")) {
             (_, Some(c)) => Some(vec![c.clone()]),
+            // Each value is one choice id, and ids are uint16: refuse before any work.
+            (Some(Value::Array(a)), None) if a.len() > MAX_ENUM_VALUES => {
+                return Err(SchemaError::new(
+                    format!("{at}/enum"),
+                    format!(
+                        "enum has {} values, more than the limit of {MAX_ENUM_VALUES}",
+                        a.len()
+                    ),
+                ))
+            }
             (Some(Value::Array(a)), None) => Some(a.clone()),
             (Some(_), None) => {
                 return Err(SchemaError::new(
@@ -694,10 +773,13 @@ impl<'s> Normalizer<'s> {
         };
         let vals_of = |pred: &dyn Fn(&Value) -> bool| -> Option<Vec<String>> {
             enum_vals.as_ref().map(|e| {
+                // A hash set for the duplicates: with `Vec::contains` 140,000 values took
+                // minutes before the size limit refused them.
+                let mut seen: HashSet<String> = HashSet::with_capacity(e.len());
                 let mut out: Vec<String> = Vec::new();
                 for x in e.iter().filter(|x| pred(x)) {
                     let c = canonical(x);
-                    if !out.contains(&c) {
+                    if seen.insert(c.clone()) {
                         out.push(c);
                     }
                 }
@@ -761,6 +843,14 @@ impl<'s> Normalizer<'s> {
                         );
                     }
                     if let Some(x) = bound("multipleOf") {
+                        // The specification requires a number strictly greater than 0; 0 would
+                        // make every number (or none) a multiple.
+                        if !x.parse::<f64>().is_ok_and(|f| f > 0.0) {
+                            return Err(SchemaError::new(
+                                format!("{at}/multipleOf"),
+                                "multipleOf must be greater than 0",
+                            ));
+                        }
                         n.multiple_of.insert(x);
                     }
                     out.push(Atom::Num(n));
@@ -794,7 +884,7 @@ impl<'s> Normalizer<'s> {
                     {
                         a.parts.push(id);
                     }
-                    a.min_items = num("minItems")?.unwrap_or(0);
+                    a.min_items = min_count("minItems")?;
                     a.max_items = num("maxItems")?;
                     a.unique = v.get("uniqueItems") == Some(&Value::Bool(true));
                     a.enum_vals = vals_of(&Value::is_array);
@@ -819,7 +909,7 @@ impl<'s> Normalizer<'s> {
                         o.required
                             .extend(r.iter().filter_map(Value::as_str).map(str::to_string));
                     }
-                    o.min_props = num("minProperties")?.unwrap_or(0);
+                    o.min_props = min_count("minProperties")?;
                     o.max_props = num("maxProperties")?;
                     for kw in ["dependencies", "dependentRequired"] {
                         if let Some(Value::Object(d)) = v.get(kw) {
@@ -862,6 +952,7 @@ impl<'s> Normalizer<'s> {
                     continue;
                 }
                 for r in self.subtract(ai, bj, at)? {
+                    self.spend(1 + next.len(), at)?;
                     if self.viable(&r)? && !next.contains(&r) {
                         next.push(r);
                     }
@@ -916,10 +1007,7 @@ impl<'s> Normalizer<'s> {
                 if let Some(vals) = &y.enum_vals {
                     let vals: Vec<String> = vals
                         .iter()
-                        .filter(|v| {
-                            crate::strings::core_matches(&y.core, v)
-                                && !y.excluded_values.contains(*v)
-                        })
+                        .filter(|v| y.core.matches(v) && !y.excluded_values.contains(*v))
                         .cloned()
                         .collect();
                     let mut r = x.clone();
@@ -930,11 +1018,7 @@ impl<'s> Normalizer<'s> {
                     }
                     vec![Atom::Str(r)]
                 } else if let Some(e) = &x.enum_vals {
-                    let keep: Vec<String> = e
-                        .iter()
-                        .filter(|v| !crate::strings::str_atom_matches(y, v))
-                        .cloned()
-                        .collect();
+                    let keep: Vec<String> = e.iter().filter(|v| !y.matches(v)).cloned().collect();
                     let mut r = x.clone();
                     r.enum_vals = Some(keep);
                     vec![Atom::Str(r)]

@@ -3,55 +3,15 @@
 //! markers.
 
 use super::atoms::{Atom, Normalizer, Term};
-use super::ir::{ArrSpec, Bits, MapSpec, Node, NodeId, NumSpec, ObjSpec, Prop, PropIndex};
+use super::ir::{
+    ArrSpec, Bits, Graph, MapSpec, Node, NodeId, NumSpec, ObjSpec, Prop, PropIndex, INF,
+};
 use super::store::{SchemaId, Store};
 use crate::error::SchemaError;
-use crate::strings::{self, StrSpec};
+use crate::strings::StrSpec;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-
-pub const INF: u64 = u64::MAX / 4;
-
-/// The compiled schema.
-pub struct Graph {
-    pub nodes: Vec<Node>,
-    pub root: NodeId,
-    /// Fewest tokens of a complete value of each node (`INF`: no finite instance).
-    pub cost: Vec<u64>,
-    /// The JSON types each node can accept, as [`type_bit`]s: the encoder's union filter
-    /// rejects most branches with this one test instead of walking them.
-    pub types: Vec<u8>,
-    /// Number of `SEL` ids the graph needs.
-    pub sel_count: u32,
-    /// Keywords or combinations that are not enforced exactly, with where they are.
-    pub warnings: Vec<String>,
-}
-
-impl Graph {
-    pub fn productive(&self, n: NodeId) -> bool {
-        self.cost[n as usize] < INF
-    }
-
-    /// Whether node `n` can accept some value of `v`'s JSON type.
-    #[inline]
-    pub fn may_accept(&self, n: NodeId, v: &crate::json::Json) -> bool {
-        self.types[n as usize] & type_bit(v) != 0
-    }
-}
-
-/// One bit per JSON type (null, boolean, number, string, array, object).
-pub fn type_bit(v: &crate::json::Json) -> u8 {
-    use crate::json::Json;
-    match v {
-        Json::Null => 1,
-        Json::Bool(_) => 2,
-        Json::Number(_) => 4,
-        Json::String(_) => 8,
-        Json::Array(_) => 16,
-        Json::Object(_) => 32,
-    }
-}
 
 /// [`Graph::types`]: unions take the union of their branches (to a fixpoint: unions may nest).
 fn node_types(nodes: &[Node]) -> Vec<u8> {
@@ -235,7 +195,7 @@ impl Builder<'_> {
             Atom::Str(s) => match &s.enum_vals {
                 Some(vals) => fixed(
                     vals.iter()
-                        .filter(|v| strings::str_atom_matches(s, v))
+                        .filter(|v| s.matches(v))
                         .map(|v| serde_json::to_string(v).unwrap_or_default())
                         .collect(),
                 ),
@@ -348,7 +308,7 @@ impl Builder<'_> {
         let name_ok = |k: &str| match &names_atoms {
             None => true,
             Some(None) => false,
-            Some(Some(s)) => strings::str_atom_matches(s, k),
+            Some(Some(s)) => s.matches(k),
         };
         // Named keys, in canonical order: schema order of `properties` across the parts, then
         // keys that only appear in `required`/conditions.
@@ -585,7 +545,7 @@ pub fn shortest_number(spec: &NumSpec) -> Option<String> {
     cands.sort_by_key(|c| c.len());
     cands
         .into_iter()
-        .find(|c| crate::machine::number_grammar_ok(c, spec.integer) && spec.accepts_value(c))
+        .find(|c| crate::numbers::number_grammar_ok(c, spec.integer) && spec.accepts_value(c))
 }
 
 fn analyse(g: &mut Graph) {
@@ -614,6 +574,15 @@ fn analyse(g: &mut Graph) {
             (a + b).min(INF)
         }
     };
+    let mul = |k: u64, each: u64| {
+        if k == 0 {
+            0
+        } else if each >= INF {
+            INF
+        } else {
+            k.saturating_mul(each).min(INF)
+        }
+    };
     loop {
         let mut changed = false;
         for i in 0..n {
@@ -623,10 +592,17 @@ fn analyse(g: &mut Graph) {
                     add(1, bs.iter().map(|&b| cost[b as usize]).min().unwrap_or(INF))
                 }
                 (None, Node::Arr(a)) => {
+                    // Arithmetic, not a loop over `min_items` (a loop never ended for 1e18):
+                    // the prefix items one by one, then the rest at the items' cost each.
                     let mut c = 1;
-                    for k in 0..a.min_items as usize {
-                        let item = a.prefix.get(k).copied().or(a.items);
-                        c = add(c, item.map_or(INF, |it| cost[it as usize]));
+                    let in_prefix = a.min_items.min(a.prefix.len() as u64);
+                    for &it in &a.prefix[..in_prefix as usize] {
+                        c = add(c, cost[it as usize]);
+                    }
+                    let rest = a.min_items - in_prefix;
+                    if rest > 0 {
+                        let each = a.items.map_or(INF, |it| cost[it as usize]);
+                        c = add(c, mul(rest, each));
                     }
                     c
                 }
@@ -653,14 +629,18 @@ fn analyse(g: &mut Graph) {
                             .as_ref()
                             .and_then(|m| m.entry.iter().map(|&e| cost[e as usize]).min())
                             .map_or(INF, |e| add(2, e));
-                        for _ in count..o.min_props {
-                            let next = if !extras.is_empty() && extras[0] <= entry {
-                                extras.remove(0)
-                            } else {
-                                entry
-                            };
-                            c = add(c, next);
+                        // The cheapest extras in order (sorted), then map entries for the rest:
+                        // arithmetic again, as `min_props` may be large.
+                        let need = o.min_props - count;
+                        let mut taken = 0u64;
+                        for &x in extras.iter().take_while(|&&x| x <= entry) {
+                            if taken == need {
+                                break;
+                            }
+                            c = add(c, x);
+                            taken += 1;
                         }
+                        c = add(c, mul(need - taken, entry));
                     }
                     c
                 }

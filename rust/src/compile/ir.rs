@@ -67,6 +67,15 @@ pub struct NumSpec {
 }
 
 impl NumSpec {
+    /// The bounds the number grammar's look-ahead reads (`numbers::num_feasible`).
+    pub(crate) fn bounds(&self) -> crate::numbers::Bounds {
+        crate::numbers::Bounds {
+            min: self.min.map(|b| b.0),
+            max: self.max.map(|b| b.0),
+            integer: self.integer,
+        }
+    }
+
     pub fn unbounded(&self) -> bool {
         self.min.is_none()
             && self.max.is_none()
@@ -229,4 +238,47 @@ pub enum Node {
     Obj(ObjSpec),
     /// `SEL(k)` then branch k. Branches are mutually exclusive where `oneOf` demands it.
     Union(Vec<NodeId>),
+}
+
+/// Fewest tokens of a value with no finite instance (an unproductive node's cost).
+pub const INF: u64 = u64::MAX / 4;
+
+/// The compiled schema.
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    pub root: NodeId,
+    /// Fewest tokens of a complete value of each node (`INF`: no finite instance).
+    pub cost: Vec<u64>,
+    /// The JSON types each node can accept, as [`type_bit`]s: the encoder's union filter
+    /// rejects most branches with this one test instead of walking them.
+    pub types: Vec<u8>,
+    /// Number of `SEL` ids the graph needs.
+    pub sel_count: u32,
+    /// Keywords or combinations that are not enforced exactly, with where they are.
+    pub warnings: Vec<String>,
+}
+
+impl Graph {
+    pub fn productive(&self, n: NodeId) -> bool {
+        self.cost[n as usize] < INF
+    }
+
+    /// Whether node `n` can accept some value of `v`'s JSON type.
+    #[inline]
+    pub fn may_accept(&self, n: NodeId, v: &crate::json::Json) -> bool {
+        self.types[n as usize] & type_bit(v) != 0
+    }
+}
+
+/// One bit per JSON type (null, boolean, number, string, array, object).
+pub fn type_bit(v: &crate::json::Json) -> u8 {
+    use crate::json::Json;
+    match v {
+        Json::Null => 1,
+        Json::Bool(_) => 2,
+        Json::Number(_) => 4,
+        Json::String(_) => 8,
+        Json::Array(_) => 16,
+        Json::Object(_) => 32,
+    }
 }

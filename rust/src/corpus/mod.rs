@@ -7,7 +7,9 @@ pub mod shard_writer;
 pub mod sources;
 pub mod yaml;
 
-pub use pipeline::{encode_corpus, DocEncoder, Options, Progress, RunError, Summary};
+pub use pipeline::{
+    encode_corpus, read_document, DocEncoder, Options, Progress, RunError, Summary,
+};
 pub use shard_writer::{Counts, ShardPaths, TokenizerInfo};
 
 use crate::tokenizer::Tokenizer;

@@ -18,7 +18,7 @@ use crate::json::Json;
 use crate::tokenizer::{Encoding, Tokenizer};
 use rayon::prelude::*;
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -46,9 +46,19 @@ where
 pub struct Options {
     /// Worker threads (>= 1).
     pub threads: usize,
-    /// Share of documents routed to the validation shard, decided per document by a hash of
-    /// `(seed, source)`; 0 writes no validation shard.
+    /// Share of documents routed to the validation shard, decided by a hash of `(seed, group)`;
+    /// 0 writes no validation shard. A document's group is the `val_group` field of its JSONL
+    /// record (`repo` by default, when the record has it), the top directory of a tree input
+    /// (the file itself at the top level), else the document's source. Near-copies of a
+    /// workflow live in one repository: splitting by document would leak them into validation.
     pub val_fraction: f64,
+    /// The record field naming a JSONL document's group; `None` means `repo` when present.
+    pub val_group: Option<String>,
+    /// The document inside each parsed input: a JSON pointer (`/json`) or a top-level key
+    /// (`json`). `None`: the whole input is the document.
+    pub field: Option<String>,
+    /// Read symlinks to files outside a tree input (refused by default).
+    pub follow_symlinks: bool,
     pub seed: u64,
     /// This run encodes the items whose input ordinal is `shard_index` modulo `num_shards`.
     pub num_shards: u64,
@@ -70,6 +80,9 @@ impl Default for Options {
         Options {
             threads: 1,
             val_fraction: 0.0,
+            val_group: None,
+            field: None,
+            follow_symlinks: false,
             seed: 0,
             num_shards: 1,
             shard_index: 0,
@@ -134,7 +147,12 @@ pub struct Summary {
     /// The first rejected inputs (source, reason), for the summary printout; the full list is in
     /// the meta files.
     pub rejected_sample: Vec<(String, String)>,
+    /// The commonest places where documents left the schema (pointer, documents), most first:
+    /// when most documents fall back, these say whether the schema or the input is wrong.
+    pub fallback_pointers: Vec<(String, u64)>,
 }
+
+const FALLBACK_POINTERS: usize = 5;
 
 const REJECTED_SAMPLE: usize = 20;
 /// Chunks submitted to the pool ahead of the one being written.
@@ -144,7 +162,8 @@ enum Outcome {
     Encoded {
         ids: Vec<u16>,
         json_bytes: u64,
-        fallback: bool,
+        /// The first place the document left the schema, if it did.
+        fallback: Option<String>,
     },
     Rejected(String),
     TooLong,
@@ -188,27 +207,25 @@ struct Ctx<'a, E: DocEncoder> {
     opts: &'a Options,
 }
 
-/// Parse one document and encode it. JSON is parsed straight into a tree that borrows from
-/// `bytes` (`crate::json`); YAML into a `serde_json::Value` first.
-fn parse_and_encode<E: DocEncoder>(
+/// Parse one input and hand the tree to `then`; `Err` is why the input is rejected. JSON is
+/// parsed straight into a tree that borrows from `bytes` (`crate::json`); YAML into a
+/// `serde_json::Value` first.
+pub fn with_parsed<R>(
     bytes: &[u8],
     format: Format,
-    source: &str,
-    ctx: &Ctx<'_, E>,
-) -> Outcome {
+    then: impl FnOnce(&Json<'_>) -> R,
+) -> Result<R, String> {
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
-        Err(e) => {
-            return Outcome::Rejected(format!("invalid UTF-8 at byte {}", e.valid_up_to()));
-        }
+        Err(e) => return Err(format!("invalid UTF-8 at byte {}", e.valid_up_to())),
     };
     let body = text.strip_prefix('\u{feff}').unwrap_or(text);
     if body.trim().is_empty() {
-        return Outcome::Rejected("empty document".into());
+        return Err("empty document".into());
     }
     match format {
         Format::Json => match crate::json::parse_str(body) {
-            Ok(doc) => encode_document(&doc, source, ctx),
+            Ok(doc) => Ok(then(&doc)),
             Err(e) => {
                 // Offsets count from the start of the file, byte-order mark included.
                 let at = e.offset.map_or(0, |o| o + (text.len() - body.len()));
@@ -221,31 +238,147 @@ fn parse_and_encode<E: DocEncoder>(
                     .message
                     .strip_prefix("invalid JSON: ")
                     .unwrap_or(&e.message);
-                Outcome::Rejected(format!("invalid JSON at byte {at}{inside}: {what}"))
+                Err(format!("invalid JSON at byte {at}{inside}: {what}"))
             }
         },
         Format::Yaml => match parse_yaml(body) {
             Ok(v) => match Json::from_value(&v) {
-                Ok(doc) => encode_document(&doc, source, ctx),
-                Err(e) => Outcome::Rejected(e.to_string()),
+                Ok(doc) => Ok(then(&doc)),
+                Err(e) => Err(e.to_string()),
             },
-            Err(e) if e.message == "empty document" => Outcome::Rejected(e.message),
-            Err(e) => Outcome::Rejected(e.to_string()),
+            Err(e) if e.message == "empty document" => Err(e.message),
+            Err(e) => Err(e.to_string()),
         },
     }
 }
 
-fn process<E: DocEncoder>(item: Item, ctx: &Ctx<'_, E>) -> Processed {
-    let val = is_val(ctx.opts.seed, &item.source, ctx.opts.val_fraction);
-    let bytes = item.size();
-    let outcome = match item.payload {
-        Payload::Unreadable(reason) => Outcome::Rejected(reason),
-        Payload::File { path, format, size } => match read_file(&path, size) {
-            Ok(b) => parse_and_encode(&b, format, &item.source, ctx),
+/// One input item as compact JSON text, with the item's group (the `group_field` of a record,
+/// as in [`Options::val_group`]): the whole input, or its `field`. `Err` is why it is rejected
+/// (the same reasons `tct-encode` records). `Ok(None)`: the `field` is null, a record that holds
+/// no document (`tct.read_corpus` skips those; `tct-encode` rejects them).
+#[allow(clippy::type_complexity)]
+pub fn read_document(
+    item: Item,
+    field: Option<&str>,
+    group_field: Option<&str>,
+) -> (String, Result<Option<(String, Option<String>)>, String>) {
+    let payload = match item.payload {
+        Payload::Unreadable(reason) | Payload::Corrupt(reason) => {
+            return (item.source, Err(reason))
+        }
+        Payload::File { path, format, size } => read_file(&path, size).map(|b| (b, format)),
+        Payload::Line(line) => Ok((line, Format::Json)),
+    };
+    let result = payload.and_then(|(bytes, format)| {
+        with_parsed(&bytes, format, |input| {
+            let group = group_field.and_then(|g| group_of(input, g));
+            let doc = match field {
+                None => input,
+                Some(f) => match select(input, f) {
+                    Some(Json::Null) => return Ok(None),
+                    _ => selected(input, f)?,
+                },
+            };
+            let mut text = String::new();
+            doc.write_compact(&mut text);
+            Ok(Some((text, group)))
+        })
+        .and_then(|r| r)
+    });
+    (item.source, result)
+}
+
+/// `select`, with the reason when there is no document there.
+fn selected<'t, 'a>(input: &'t Json<'a>, field: &str) -> Result<&'t Json<'a>, String> {
+    match select(input, field) {
+        None => Err(format!("no field {field:?} in this input (--field)")),
+        // A record whose document could not be converted (`"json": null`) holds none.
+        Some(Json::Null) => Err(format!("the field {field:?} is null: no document")),
+        Some(doc) => Ok(doc),
+    }
+}
+
+/// The value at `field` (a JSON pointer, or a top-level key when it does not start with `/`).
+pub fn select<'t, 'a>(doc: &'t Json<'a>, field: &str) -> Option<&'t Json<'a>> {
+    let Some(pointer) = field.strip_prefix('/') else {
+        return doc.get(field);
+    };
+    let mut at = doc;
+    for token in pointer.split('/') {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        at = match at {
+            Json::Object(_) => at.get(&token)?,
+            Json::Array(items) => {
+                // RFC 6901: decimal digits, no leading zero.
+                if token.is_empty() || (token.len() > 1 && token.starts_with('0')) {
+                    return None;
+                }
+                items.get(token.parse::<usize>().ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    Some(at)
+}
+
+/// The document of a parsed input: the whole input, or its `--field`.
+fn encode_selected<E: DocEncoder>(input: &Json<'_>, source: &str, ctx: &Ctx<'_, E>) -> Outcome {
+    match &ctx.opts.field {
+        None => encode_document(input, source, ctx),
+        Some(field) => match selected(input, field) {
+            Ok(doc) => encode_document(doc, source, ctx),
             Err(reason) => Outcome::Rejected(reason),
         },
-        Payload::Line(line) => parse_and_encode(&line, Format::Json, &item.source, ctx),
+    }
+}
+
+/// A record's group: its `field` (strings as they are, other values as compact JSON).
+fn group_of(record: &Json<'_>, field: &str) -> Option<String> {
+    Some(match record.get(field)? {
+        Json::String(s) => s.to_string(),
+        other => {
+            let mut text = String::new();
+            other.write_compact(&mut text);
+            text
+        }
+    })
+}
+
+/// A JSONL record's group for the split: its `val_group` field, `repo` by default.
+fn record_group(record: &Json<'_>, opts: &Options) -> Option<String> {
+    group_of(record, opts.val_group.as_deref().unwrap_or("repo"))
+}
+
+/// A tree input's group: the top directory of `source` (the file itself at the top level).
+fn tree_group(source: &str) -> &str {
+    source.split_once('/').map_or(source, |(top, _)| top)
+}
+
+fn process<E: DocEncoder>(item: Item, ctx: &Ctx<'_, E>) -> Processed {
+    let bytes = item.size();
+    let mut group: Option<String> = None;
+    let outcome = match item.payload {
+        Payload::Unreadable(reason) => Outcome::Rejected(reason),
+        Payload::Corrupt(reason) => Outcome::Fatal(reason),
+        Payload::File { path, format, size } => match read_file(&path, size) {
+            Ok(b) => with_parsed(&b, format, |doc| encode_selected(doc, &item.source, ctx))
+                .unwrap_or_else(Outcome::Rejected),
+            Err(reason) => Outcome::Rejected(reason),
+        },
+        Payload::Line(line) => with_parsed(&line, Format::Json, |record| {
+            if ctx.opts.val_fraction > 0.0 {
+                group = record_group(record, ctx.opts);
+            }
+            encode_selected(record, &item.source, ctx)
+        })
+        .unwrap_or_else(Outcome::Rejected),
     };
+    let key = match &group {
+        Some(g) => g.as_str(),
+        // JSONL sources are `NAME:LINE` (no `/`): each line is its own group.
+        None => tree_group(&item.source),
+    };
+    let val = is_val(ctx.opts.seed, key, ctx.opts.val_fraction);
     Processed {
         source: item.source,
         val,
@@ -279,7 +412,7 @@ fn encode_document<E: DocEncoder>(doc: &Json, source: &str, ctx: &Ctx<'_, E>) ->
     Outcome::Encoded {
         ids,
         json_bytes,
-        fallback: !enc.fallbacks.is_empty(),
+        fallback: enc.fallbacks.into_iter().next(),
     }
 }
 
@@ -337,6 +470,52 @@ fn check_options(tokenizer: &TokenizerInfo, opts: &Options) -> Result<(), RunErr
     Ok(())
 }
 
+/// `path` made absolute with its existing ancestors' symlinks resolved (the output files and
+/// their directory may not exist yet).
+fn resolved(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut at = abs.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            return rest.iter().rev().fold(real, |p: PathBuf, c| p.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                at = parent;
+            }
+            _ => return abs,
+        }
+    }
+}
+
+/// Refuse outputs that are the input or lie inside an input directory: writing them would
+/// replace an input (`tct-encode X.meta.json X.bin`), or the next run would read them back as
+/// documents.
+fn refuse_outputs_in_input(input: &str, outputs: &[&ShardPaths]) -> Result<(), RunError> {
+    if input == "-" {
+        return Ok(());
+    }
+    let Ok(inp) = std::fs::canonicalize(input) else {
+        return Ok(()); // Input::open reports a missing input.
+    };
+    let is_dir = inp.is_dir();
+    for p in outputs {
+        for f in [&p.bin, &p.idx, &p.meta] {
+            let out = resolved(f);
+            if out == inp || (is_dir && out.starts_with(&inp)) {
+                let how = if out == inp { "is" } else { "lies inside" };
+                return Err(RunError::Usage(format!(
+                    "the output {} {how} the input {input}: write the shards outside the input",
+                    f.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Encode `input` into `output` (`NAME.bin`, plus `NAME.val.bin` with a validation fraction).
 /// `progress` is called about every 200 ms and once at the end; returning `Err` stops the run
 /// (nothing is published, temporary files are removed).
@@ -355,8 +534,24 @@ pub fn encode_corpus<E: DocEncoder>(
     } else {
         None
     };
-    let mut input =
-        Input::open(input, opts.count_first).map_err(|e| RunError::Fatal(e.to_string()))?;
+    let input_name = input;
+    {
+        let mut outputs = vec![&train_paths];
+        outputs.extend(val_paths.as_ref());
+        refuse_outputs_in_input(input, &outputs)?;
+    }
+    // Like `mkdir -p`: a fresh output directory is the common case (`out/corpus.bin`); made only
+    // once the outputs are known not to touch the input.
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            RunError::Fatal(format!(
+                "cannot create the output directory {}: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    let mut input = Input::open_with(input, opts.count_first, opts.follow_symlinks)
+        .map_err(|e| RunError::Fatal(e.to_string()))?;
     input.restrict_total(opts.num_shards, opts.shard_index);
     let position = input.position();
 
@@ -395,6 +590,7 @@ pub fn encode_corpus<E: DocEncoder>(
     let mut last_report = start;
     let mut snap = Progress::default();
     let mut rejected_sample = Vec::new();
+    let mut fallback_at: std::collections::HashMap<String, u64> = Default::default();
     let mut write_results = |results: Vec<Processed>| -> Result<(), RunError> {
         let n_items = results.len() as u64;
         for p in results {
@@ -411,8 +607,11 @@ pub fn encode_corpus<E: DocEncoder>(
                     fallback,
                 } => {
                     writer
-                        .push_document(&ids, json_bytes, fallback, &p.source)
+                        .push_document(&ids, json_bytes, fallback.is_some(), &p.source)
                         .map_err(io)?;
+                    if let Some(at) = fallback {
+                        *fallback_at.entry(at).or_default() += 1;
+                    }
                     snap.documents += 1;
                     snap.tokens += ids.len() as u64;
                     if opts.fail_after_docs.is_some_and(|n| snap.documents >= n) {
@@ -495,6 +694,15 @@ pub fn encode_corpus<E: DocEncoder>(
         })?;
     }
 
+    // An input with nothing in it (an empty folder, a folder without .json/.yml/.yaml files,
+    // an empty JSONL file) is a mistake, not a corpus of zero documents: nothing is published.
+    if input.items_seen() == 0 {
+        return Err(RunError::Fatal(format!(
+            "{}: no input documents (a directory needs .json/.yml/.yaml files; a JSONL file \
+             one JSON value per line)",
+            input_name
+        )));
+    }
     let fin = |w: &mut ShardWriter| {
         w.finish()
             .map_err(|e| RunError::Fatal(format!("{}: {e}", w.paths().bin.display())))
@@ -527,6 +735,12 @@ pub fn encode_corpus<E: DocEncoder>(
         input_bytes: snap.input_bytes,
         elapsed_s: snap.elapsed_s,
         rejected_sample,
+        fallback_pointers: {
+            let mut v: Vec<(String, u64)> = fallback_at.into_iter().collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            v.truncate(FALLBACK_POINTERS);
+            v
+        },
     })
 }
 

@@ -35,6 +35,9 @@ pub enum Payload {
     Line(Vec<u8>),
     /// Something that could not even be listed or read; the reason is reported.
     Unreadable(String),
+    /// The input stream itself is damaged (a corrupt gzip stream): nothing read from it can be
+    /// trusted, so the run stops and publishes nothing.
+    Corrupt(String),
 }
 
 /// One input entry. `ordinal` counts every entry of the input in order (it decides the
@@ -53,7 +56,7 @@ impl Item {
         match &self.payload {
             Payload::File { size, .. } => *size,
             Payload::Line(b) => b.len() as u64,
-            Payload::Unreadable(_) => 0,
+            Payload::Unreadable(_) | Payload::Corrupt(_) => 0,
         }
     }
 }
@@ -123,10 +126,29 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// One directory entry of a tree walk.
+#[derive(Debug)]
+enum Entry {
+    Dir,
+    File,
+    /// Listed but not read, with the reason (reported as a rejected input).
+    Refused(String),
+}
+
+/// How a walk treats what is not a plain file or directory.
+#[derive(Debug, Clone)]
+struct WalkRules {
+    /// The root, symlinks resolved: a link whose target lies outside it is not read unless
+    /// `follow_symlinks` (a link to `~/.kube/config` must not land in a shard).
+    root: PathBuf,
+    follow_symlinks: bool,
+}
+
 enum Kind {
     Walk {
         root: PathBuf,
-        stack: Vec<std::vec::IntoIter<(PathBuf, bool)>>,
+        rules: WalkRules,
+        stack: Vec<std::vec::IntoIter<(PathBuf, Entry)>>,
     },
     Single(Option<PathBuf>),
     Lines {
@@ -147,6 +169,11 @@ pub struct Input {
 impl Input {
     /// Open INPUT. `count` walks a directory once first so that the progress has a total.
     pub fn open(input: &str, count: bool) -> Result<Input, InputError> {
+        Input::open_with(input, count, false)
+    }
+
+    /// `open`, choosing whether a tree walk reads symlinks to files outside the tree.
+    pub fn open_with(input: &str, count: bool, follow_symlinks: bool) -> Result<Input, InputError> {
         if input == "-" {
             let reader: Box<dyn BufRead + Send> =
                 Box::new(BufReader::with_capacity(1 << 20, io::stdin()));
@@ -155,15 +182,20 @@ impl Input {
         let path = PathBuf::from(input);
         let meta = fs::metadata(&path).map_err(|e| InputError(format!("{input}: {e}")))?;
         if meta.is_dir() {
+            let rules = WalkRules {
+                root: fs::canonicalize(&path).map_err(|e| InputError(format!("{input}: {e}")))?,
+                follow_symlinks,
+            };
             let total = if count {
-                Some(count_files(&path))
+                Some(count_files(&path, &rules))
             } else {
                 None
             };
-            let top = list_dir(&path).map_err(|e| InputError(format!("{input}: {e}")))?;
+            let top = list_dir(&path, &rules).map_err(|e| InputError(format!("{input}: {e}")))?;
             return Ok(Input {
                 kind: Kind::Walk {
                     root: path,
+                    rules,
                     stack: vec![top.into_iter()],
                 },
                 next_ordinal: 0,
@@ -232,6 +264,11 @@ impl Input {
         }
     }
 
+    /// Entries produced so far, every slice's included.
+    pub fn items_seen(&self) -> u64 {
+        self.next_ordinal
+    }
+
     pub fn position(&self) -> Position {
         self.position.clone()
     }
@@ -276,15 +313,18 @@ impl Iterator for Input {
                     .unwrap_or_default();
                 Some(self.item(source, Payload::File { path, format, size }))
             }
-            Kind::Walk { root, stack } => loop {
+            Kind::Walk { root, rules, stack } => loop {
                 let top = stack.last_mut()?;
-                let Some((path, is_dir)) = top.next() else {
+                let Some((path, entry)) = top.next() else {
                     stack.pop();
                     continue;
                 };
                 let source = relative_source(root, &path);
-                if is_dir {
-                    match list_dir(&path) {
+                if let Entry::Refused(reason) = entry {
+                    return Some(self.item(source, Payload::Unreadable(reason)));
+                }
+                if matches!(entry, Entry::Dir) {
+                    match list_dir(&path, rules) {
                         Ok(entries) => stack.push(entries.into_iter()),
                         Err(e) => {
                             return Some(self.item(
@@ -345,13 +385,23 @@ impl Iterator for Input {
                         return Some(self.item(source, Payload::Line(buf)));
                     }
                     Err(e) => {
-                        // A corrupt gzip stream or an I/O error ends this input; what was read
-                        // before stays valid and the error is reported like a bad document.
+                        // A gzip checksum covers its whole member and is checked only at its
+                        // end, so a bit flip shows first as garbled lines (which may even still
+                        // parse) and only then as an error: every line read so far is suspect.
+                        // The run reports the stream once and stops (nothing is published).
                         *failed = true;
                         let source = format!("{name}:{at}");
-                        return Some(
-                            self.item(source, Payload::Unreadable(format!("read error: {e}"))),
-                        );
+                        let before = at - 1;
+                        let reason = if name.ends_with(".gz") {
+                            format!(
+                                "{name}: corrupt gzip stream, detected at line {at} ({e}); the \
+                                 {before} lines decompressed before it come from the damaged \
+                                 stream and cannot be trusted"
+                            )
+                        } else {
+                            format!("{name}: read error at line {at}: {e}")
+                        };
+                        return Some(self.item(source, Payload::Corrupt(reason)));
                     }
                 }
             },
@@ -391,17 +441,47 @@ fn memchr_newline(b: &[u8]) -> Option<usize> {
     b.iter().position(|&c| c == b'\n')
 }
 
-/// The entries of one directory, sorted by name (bytes), with whether each is a directory.
-/// Symlinks to directories are not followed (no cycles); symlinks to files are read.
-fn list_dir(dir: &Path) -> io::Result<Vec<(PathBuf, bool)>> {
+/// The entries of one directory that a walk visits, sorted by name (bytes). Symlinks to
+/// directories are not followed (no cycles). Symlinks to files are read when their target lies
+/// inside the tree (or with `follow_symlinks`), else refused. A FIFO, socket or device with a
+/// document's extension is refused (reading a FIFO could block forever). Shard metadata
+/// (`X.meta.json` beside `X.bin`) is refused: the tool never reads its own outputs.
+fn list_dir(dir: &Path, rules: &WalkRules) -> io::Result<Vec<(PathBuf, Entry)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let ft = entry.file_type()?;
-        let is_dir = ft.is_dir();
-        if is_dir || ft.is_file() || (ft.is_symlink() && entry.path().is_file()) {
-            out.push((entry.path(), is_dir));
+        let path = entry.path();
+        if ft.is_dir() {
+            out.push((path, Entry::Dir));
+            continue;
         }
+        if format_of(&path).is_none() {
+            continue;
+        }
+        let kind = if ft.is_file() {
+            own_output(&path).map_or(Entry::File, Entry::Refused)
+        } else if ft.is_symlink() {
+            match fs::canonicalize(&path) {
+                Ok(target) if target.is_file() => {
+                    if rules.follow_symlinks || target.starts_with(&rules.root) {
+                        own_output(&path).map_or(Entry::File, Entry::Refused)
+                    } else {
+                        Entry::Refused(format!(
+                            "a symbolic link to {}, outside the input tree (not read; \
+                             --follow-symlinks reads it)",
+                            target.display()
+                        ))
+                    }
+                }
+                Ok(target) if target.is_dir() => continue,
+                Ok(_) => Entry::Refused("a symbolic link to something that is not a file".into()),
+                Err(e) => Entry::Refused(format!("a broken symbolic link: {e}")),
+            }
+        } else {
+            Entry::Refused("not a regular file (a FIFO, socket or device): not read".into())
+        };
+        out.push((path, kind));
     }
     out.sort_by(|a, b| {
         a.0.as_os_str()
@@ -411,16 +491,28 @@ fn list_dir(dir: &Path) -> io::Result<Vec<(PathBuf, bool)>> {
     Ok(out)
 }
 
-/// Number of files the walk will yield (for the progress total).
-fn count_files(root: &Path) -> u64 {
+/// Why `path` is one of tct-encode's own outputs (`X.meta.json` with `X.bin` beside it).
+fn own_output(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".meta.json")?;
+    let bin = path.with_file_name(format!("{stem}.bin"));
+    bin.is_file().then(|| {
+        format!("shard metadata of {stem}.bin (a tct-encode output), not a document: not read")
+    })
+}
+
+/// Number of entries the walk will yield (for the progress total).
+fn count_files(root: &Path, rules: &WalkRules) -> u64 {
     let mut n = 0;
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = list_dir(&d) else { continue };
-        for (p, is_dir) in entries {
-            if is_dir {
+        let Ok(entries) = list_dir(&d, rules) else {
+            continue;
+        };
+        for (p, entry) in entries {
+            if matches!(entry, Entry::Dir) {
                 stack.push(p);
-            } else if format_of(&p).is_some() {
+            } else {
                 n += 1;
             }
         }
@@ -521,7 +613,7 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_gzip_is_reported_not_fatal() {
+    fn corrupt_gzip_is_reported_as_a_corrupt_stream() {
         let d = tmpdir("gzbad");
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         for i in 0..2000 {
@@ -535,7 +627,7 @@ mod tests {
             .unwrap()
             .collect();
         assert!(
-            matches!(items.last().unwrap().payload, Payload::Unreadable(_)),
+            matches!(&items.last().unwrap().payload, Payload::Corrupt(m) if m.contains("corrupt gzip stream")),
             "{:?}",
             items.last()
         );

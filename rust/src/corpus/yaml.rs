@@ -1094,11 +1094,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(tct_no_data, ignore = "needs ../shared/data")]
     fn corpus_sample_agrees_with_recorded_json() {
-        let Some((n, ok, bad)) = corpus_agreement(2000) else {
-            eprintln!("skipped: ../shared/data not present");
-            return;
-        };
+        let (n, ok, bad) = corpus_agreement(2000).expect("../shared/data not present");
         assert_eq!(n, 2000);
         assert!(
             bad.is_empty(),

@@ -73,7 +73,7 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The defaults chosen in [`super::decisions`] for a schema with `n_sel` selector ids.
+    /// The defaults chosen in docs/vocabulary-decisions.md for a schema with `n_sel` selector ids.
     pub fn new(n_sel: u32, vocab_size: u32) -> Self {
         TrainConfig {
             base_size: FIRST_SEL + n_sel,
@@ -184,7 +184,7 @@ pub fn train_grouped(
         }
     }
     // Weighting needs groups: without them every occurrence counts 1 (one group per document
-    // was measured: 120+ s of training for a worse result, see `decisions`).
+    // was measured: 120+ s of training for a worse result, see docs/vocabulary-decisions.md).
     let weighting = if groups.is_some() {
         config.weighting
     } else {

@@ -2,7 +2,7 @@
 //!
 //! A dictionary id stands for a whole content, `bytes STR_END` (a string, key or number text),
 //! wherever it occurs: one global table, the same id meaning the same value in every field. The
-//! per-field alternative and why it was not taken are in [`super::decisions`].
+//! per-field alternative and why it was not taken are in docs/vocabulary-decisions.md.
 
 use rayon::prelude::*;
 

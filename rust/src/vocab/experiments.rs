@@ -1,4 +1,4 @@
-//! Corpus experiments behind the numbers in [`super::decisions`] (ignored tests, run by hand).
+//! Corpus experiments behind the numbers in docs/vocabulary-decisions.md (ignored tests, run by hand).
 //!
 //! They read the split written by `python benches/compression.py --skip-tct --write-split DIR`
 //! (`DIR/train.jsonl`, `DIR/heldout.jsonl`; `DIR` from `TCT_VOCAB_SPLIT`, default

@@ -163,6 +163,12 @@ impl TokenizerFile {
                 format!("base token layout version {tlv} is not supported (this build has {TOKEN_LAYOUT_VERSION})"),
             ));
         }
+        // Sizes first, then (after the cheap field checks) the content hash on the raw fields,
+        // before any table is built: building a tampered file can cost far more than reading
+        // it (a 1 MB dictionary entry took 13.4 s and 2.2 GB before the hash check that came
+        // after building refused it; now 0.03 s).
+        check_sizes(&obj)?;
+        let stored = get_str(&obj, "hash")?;
         let name = get_str(&obj, "name")?.to_string();
         let schema = obj
             .get("schema")
@@ -239,6 +245,11 @@ impl TokenizerFile {
             Some(e) => serde_json::from_value(e.clone())
                 .map_err(|e| VocabError::new("/encoding", e.to_string()))?,
         };
+        if let Some(raw) = raw_identity_hash(&obj) {
+            if raw != stored {
+                return Err(hash_mismatch(stored, &raw));
+            }
+        }
         let vocab = Vocab::build(base_size, scope, encoding, dictionary, merges, n_positions)?;
         let file = TokenizerFile {
             name,
@@ -261,13 +272,11 @@ impl TokenizerFile {
                 None => return Err(VocabError::new(format!("/layout/{k}"), "missing")),
             }
         }
-        let stored = get_str(&obj, "hash")?;
+        // The fields as rebuilt must hash the same as the fields as read (they differ only if a
+        // field was written in a form that parses to something else).
         let actual = file.content_hash();
         if stored != actual {
-            return Err(VocabError::new(
-                "/hash",
-                format!("content hash mismatch: the file says {stored}, its content is {actual} (edited or corrupted)"),
-            ));
+            return Err(hash_mismatch(stored, &actual));
         }
         Ok(file)
     }
@@ -309,7 +318,97 @@ impl TokenizerFile {
     }
 }
 
+/// Longest dictionary entry a tokenizer file may hold, in UTF-8 bytes. Trained entries are whole
+/// values seen in a corpus (the bundled tokenizer's longest: 5,761 bytes); building the tables
+/// grows faster than linearly with an entry's length, so the bound keeps loading fast.
+pub const MAX_DICTIONARY_ENTRY_BYTES: usize = 64 << 10;
+/// Most ids a tokenizer may have: token shards store ids as uint16.
+pub const MAX_VOCAB_IDS: usize = 1 << 16;
+/// Most parts one entry of `merges` may list (shortest-encoding expansions).
+pub const MAX_MERGE_PARTS: usize = 4096;
+
+/// Counts and lengths of the raw file, before anything is built from it.
+fn check_sizes(obj: &Map<String, Value>) -> Result<(), VocabError> {
+    let dictionary = obj.get("dictionary").and_then(Value::as_array);
+    let merges = obj.get("merges").and_then(Value::as_array);
+    let n_dict = dictionary.map_or(0, Vec::len);
+    let n_merges = merges.map_or(0, Vec::len);
+    if n_dict.saturating_add(n_merges) > MAX_VOCAB_IDS {
+        return Err(VocabError::new(
+            "/dictionary",
+            format!(
+                "{n_dict} dictionary entries and {n_merges} merges do not fit {MAX_VOCAB_IDS} ids"
+            ),
+        ));
+    }
+    for (i, entry) in dictionary.into_iter().flatten().enumerate() {
+        if let Some(text) = entry.as_str() {
+            if text.len() > MAX_DICTIONARY_ENTRY_BYTES {
+                return Err(VocabError::new(
+                    format!("/dictionary/{i}"),
+                    format!(
+                        "a dictionary entry of {} bytes is longer than the limit of \
+                         {MAX_DICTIONARY_ENTRY_BYTES}",
+                        text.len()
+                    ),
+                ));
+            }
+        }
+    }
+    for (i, merge) in merges.into_iter().flatten().enumerate() {
+        if let Some(parts) = merge.as_array() {
+            if parts.len() > MAX_MERGE_PARTS {
+                return Err(VocabError::new(
+                    format!("/merges/{i}"),
+                    format!(
+                        "{} parts is more than the limit of {MAX_MERGE_PARTS}",
+                        parts.len()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The content hash over the identity fields exactly as the file spells them (what `to_bytes`
+/// hashed when it wrote them), or `None` if one is missing (the field checks report that).
+pub(crate) fn raw_identity_hash(obj: &Map<String, Value>) -> Option<String> {
+    let mut fields: Vec<(&str, &Value)> = Vec::with_capacity(8);
+    for name in [
+        "token_layout_version",
+        "schema",
+        "registry",
+        "layout",
+        "merge_scope",
+    ] {
+        fields.push((name, obj.get(name)?));
+    }
+    if let Some(e) = obj.get("encoding") {
+        fields.push(("encoding", e));
+    }
+    for name in ["dictionary", "merges"] {
+        fields.push((name, obj.get(name)?));
+    }
+    Some(hash_field_refs(&fields))
+}
+
+fn hash_mismatch(stored: &str, actual: &str) -> VocabError {
+    VocabError::new(
+        "/hash",
+        format!(
+            "content hash mismatch: the file says {stored}, its content is {actual} (edited or \
+             corrupted)"
+        ),
+    )
+}
+
 fn hash_fields(fields: &[(&str, Value)]) -> String {
+    let refs: Vec<(&str, &Value)> = fields.iter().map(|(k, v)| (*k, v)).collect();
+    hash_field_refs(&refs)
+}
+
+fn hash_field_refs(fields: &[(&str, &Value)]) -> String {
     let mut h = Sha256::new();
     for (k, v) in fields {
         h.update(serde_json::to_vec(k).expect("a string serializes"));
@@ -355,4 +454,74 @@ fn u32_field(obj: &Map<String, Value>, field: &str, ptr: &str) -> Result<u32, Vo
         .as_u64()
         .ok_or_else(|| VocabError::new(ptr, "not a non-negative integer"))?;
     u32::try_from(v).map_err(|_| VocabError::new(ptr, format!("{v} is too large")))
+}
+
+#[cfg(test)]
+mod integrity_tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn bundled() -> Map<String, Value> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/python/tct/data/github-workflow.tct.json"
+        );
+        let bytes = std::fs::read(path).expect("the bundled tokenizer file");
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(m)) => m,
+            _ => panic!("the bundled tokenizer file is not a JSON object"),
+        }
+    }
+
+    fn load(obj: &Map<String, Value>) -> (Result<TokenizerFile, VocabError>, f64) {
+        let bytes = serde_json::to_vec(&Value::Object(obj.clone())).expect("serializes");
+        let t = Instant::now();
+        let r = TokenizerFile::from_bytes(&bytes);
+        (r, t.elapsed().as_secs_f64())
+    }
+
+    #[test]
+    fn the_bundled_file_still_loads() {
+        let (r, _) = load(&bundled());
+        assert!(r.is_ok(), "{:?}", r.err());
+    }
+
+    #[test]
+    fn a_tampered_entry_is_refused_by_the_hash_before_building() {
+        // 64 KB: inside the size limit, so only the hash can refuse it.
+        let mut obj = bundled();
+        obj["dictionary"][0] = json!("x".repeat(MAX_DICTIONARY_ENTRY_BYTES));
+        let (r, secs) = load(&obj);
+        let e = r.expect_err("a tampered file loads");
+        assert_eq!(e.pointer, "/hash", "{e:?}");
+        assert!(secs < 2.0, "{secs} s before the hash mismatch");
+        // 1 MB (built before refused: 13 s, 2.2 GB): refused by its size, at once.
+        let mut obj = bundled();
+        obj["dictionary"][0] = json!("x".repeat(1 << 20));
+        let (r, secs) = load(&obj);
+        assert!(r.is_err());
+        assert!(secs < 2.0, "{secs} s before the refusal");
+    }
+
+    #[test]
+    fn oversized_entries_are_refused_even_with_a_matching_hash() {
+        let mut obj = bundled();
+        obj["dictionary"][3] = json!("y".repeat(1 << 20));
+        let hash = raw_identity_hash(&obj).expect("all fields present");
+        obj["hash"] = json!(hash);
+        let (r, secs) = load(&obj);
+        let e = r.expect_err("a 1 MB dictionary entry loads");
+        assert_eq!(e.pointer, "/dictionary/3", "{e:?}");
+        assert!(secs < 2.0, "{secs} s");
+
+        let mut obj = bundled();
+        let merges = obj["merges"].as_array().cloned().unwrap_or_default();
+        let mut many = merges.clone();
+        while many.len() <= MAX_VOCAB_IDS {
+            many.extend(merges.iter().cloned());
+        }
+        obj["merges"] = Value::Array(many);
+        let (r, _) = load(&obj);
+        assert_eq!(r.expect_err("too many ids").pointer, "/dictionary");
+    }
 }

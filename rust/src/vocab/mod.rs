@@ -55,11 +55,10 @@
 //!
 //! # Decisions and measurements
 //!
-//! See [`decisions`] for the variants tried and their numbers.
+//! See docs/vocabulary-decisions.md for the variants tried and their numbers.
 
 pub mod bpe_apply;
 pub mod bpe_train;
-pub mod decisions;
 pub mod dictionary;
 pub mod file_format;
 mod pair_map;
@@ -77,7 +76,7 @@ mod tests;
 
 use std::collections::HashMap;
 
-use crate::encode::CONTENT_REF;
+use crate::base::CONTENT_REF;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,7 @@
 //!
 //! Ranked merges (classic BPE) replay training's greedy choices, which are not the fewest ids:
 //! an early merge can take a byte that a longer token needed. Over the same vocabulary the
-//! shortest segmentation gives 2-3% fewer ids on held-out workflows ([`super::decisions`]).
+//! shortest segmentation gives 2-3% fewer ids on held-out workflows (docs/vocabulary-decisions.md).
 //!
 //! A trie over the expansions of all ids (dictionary and merges; base ids are one-symbol
 //! tokens) and a dynamic program from the right end of the word: `best[i] = 1 + min best[j]`

@@ -481,14 +481,26 @@ fn file_errors_say_where() {
         err(&text.replace("\"hash\": \"sha256:", "\"hash\": \"sha256:0")).pointer,
         "/hash"
     );
-    let e = err(&text.replace(
+    // Edits below re-sign the file: the content hash is checked before the tables are built,
+    // so only a file whose hash matches reaches the layout and merge checks.
+    let rehashed = |t: &str| -> String {
+        let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(t).unwrap();
+        let h = super::file_format::raw_identity_hash(&v).unwrap();
+        v.insert("hash".into(), serde_json::json!(h));
+        serde_json::to_string(&v).unwrap()
+    };
+    let e = err(&rehashed(&text.replace(
         &format!("\"vocab_size\":{}", f.vocab.vocab_size()),
         "\"vocab_size\":8192",
-    ));
+    )));
     assert_eq!(e.pointer, "/layout/vocab_size");
     // Change the first merge into a pair that is not defined yet.
     let m0 = f.vocab.merges()[0].clone();
-    let e = err(&text.replacen(&format!("[{},{}]", m0[0], m0[1]), "[60000,1]", 1));
+    let e = err(&rehashed(&text.replacen(
+        &format!("[{},{}]", m0[0], m0[1]),
+        "[60000,1]",
+        1,
+    )));
     assert_eq!(e.pointer, "/merges/0/0");
     assert_eq!(err("[1,2]").pointer, "");
     assert!(err("{").message.contains("line 1"));

@@ -6,7 +6,7 @@
 //! repositories use once each, and the merges it buys never recur in a new repository. Training
 //! therefore counts each word (and each dictionary candidate) per group and adds up `f(count in
 //! group)` over the groups, with `f` from [`Weighting`]. Without group ids, every document is its
-//! own group. The numbers are in [`super::decisions`].
+//! own group. The numbers are in docs/vocabulary-decisions.md.
 //!
 //! Weights are fixed-point integers ([`Weighting::unit`] per occurrence-equivalent) so that the
 //! merge learner keeps exact integer counts and training stays deterministic.

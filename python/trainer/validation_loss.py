@@ -24,7 +24,7 @@ from .distributed import all_reduce_sum
 
 
 @torch.no_grad()
-def evaluate(
+def validation_loss(
     model: nn.Module, loader: BatchLoader, autocast: contextlib.AbstractContextManager[Any]
 ) -> dict[str, Any]:
     """Run `model` (the unwrapped module: no DDP hooks) over this rank's share of the windows and

@@ -13,6 +13,7 @@ __all__ = [
     "Tokenizer",
     "Encoding",
     "Matcher",
+    "Rules",
     "encode_corpus",
     "read_yaml",
     "CorpusReader",

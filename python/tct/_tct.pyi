@@ -16,6 +16,7 @@ __all__ = [
     "encode_corpus",
     "read_yaml",
     "CorpusReader",
+    "fill_next_token_bitmask_batch",
     "__version__",
 ]
 

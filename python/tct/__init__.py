@@ -869,14 +869,14 @@ def apply_token_bitmask_inplace(logits: Any, bitmask: Any) -> None:
     if not lg.flags.writeable:
         raise ValueError("logits must be writable")
     lg2 = lg[None] if lg.ndim == 1 else lg
-    bm = np.ascontiguousarray(np.asarray(bitmask, dtype=np.int32))
-    if bm.ndim == 1:
-        bm = bm[None]
-    if bm.shape[0] != lg2.shape[0]:
-        raise ValueError(f"bitmask has {bm.shape[0]} rows, logits {lg2.shape[0]}")
-    bits = np.unpackbits(bm.view(np.uint8), axis=1, bitorder="little").astype(bool)
+    words = np.ascontiguousarray(np.asarray(bitmask, dtype=np.int32))
+    if words.ndim == 1:
+        words = words[None]
+    if words.shape[0] != lg2.shape[0]:
+        raise ValueError(f"bitmask has {words.shape[0]} rows, logits {lg2.shape[0]}")
+    flags = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little").astype(bool)
     V = lg2.shape[1]
-    allowed = np.zeros((bm.shape[0], V), dtype=bool)
-    n = min(V, bits.shape[1])
-    allowed[:, :n] = bits[:, :n]
+    allowed = np.zeros((words.shape[0], V), dtype=bool)
+    n = min(V, flags.shape[1])
+    allowed[:, :n] = flags[:, :n]
     lg2[~allowed] = -np.inf

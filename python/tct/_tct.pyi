@@ -17,6 +17,7 @@ __all__ = [
     "encode_corpus",
     "read_yaml",
     "CorpusReader",
+    "fill_next_token_bitmask_batch",
     "__version__",
 ]
 

@@ -43,7 +43,7 @@ def load_docs(path: Path, n: int, seed: int) -> list[dict[str, Any]]:
 
 def walk(tok: tct.Tokenizer, ids: list[int], rules: bool) -> tuple[list[float], str | None]:
     """Per-step microseconds of allowed()+advance(); the rejection message, if any."""
-    m = tok.matcher() if rules else tok.matcher(rules=False)
+    m = tok.matcher(rules=True) if rules else tok.matcher(rules=False)
     times = []
     for i in [*ids, tok.eos_id]:
         t0 = time.perf_counter()

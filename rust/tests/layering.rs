@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 
 /// Layers, lowest first. A module may use the modules of the layers below its own.
 const LAYERS: &[&[&str]] = &[
-    &["base", "error", "strings", "numbers", "pool", "lib"],
+    &["base", "error", "strings", "numbers", "pool", "partial", "lib"],
     &["json"],
     &["compile"],
     &["encode", "machine", "vocab"],
     &["matcher"],
     &["tokenizer"],
-    &["train", "testing"],
+    &["train", "testing", "bitmask"],
     &["corpus"],
     &["python"],
 ];

@@ -11,6 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["json"],
     &["compile"],
     &["encode", "machine", "vocab"],
+    &["rules"],
     &["matcher"],
     &["tokenizer"],
     &["train", "testing", "bitmask"],

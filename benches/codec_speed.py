@@ -1,6 +1,6 @@
 """Codec speed: TCT encode and decode beside orjson and o200k_base, one thread, one process.
 
-Issue 2 (item 7) and issue 3 (item 8). On the workflow corpus (every document as compact JSON
+On the workflow corpus (every document as compact JSON
 text, ``separators=(",", ":")``, ``ensure_ascii=False``), in the same process and on the same
 documents, one document per call from Python:
 
@@ -303,7 +303,7 @@ def markdown(result: dict) -> str:
     goal = trained / o_enc >= GOAL_ENCODE_VS_O200K
     dec_faster = by["TCT trained decode"]["mb_s"] > trained
     lines.append(
-        f"Goals (issue 3): trained encode >= {GOAL_ENCODE_VS_O200K:.0f}x o200k: "
+        f"Goals: trained encode >= {GOAL_ENCODE_VS_O200K:.0f}x o200k: "
         f"{'met' if goal else 'NOT met'} ({trained / o_enc:.2f}x); decode faster than encode: "
         f"{'met' if dec_faster else 'NOT met'}."
     )

@@ -1,4 +1,4 @@
-"""Compression report: tokens per document on held-out workflows (issue 3, item 7).
+"""Compression report: tokens per document on held-out workflows.
 
 Holds out a seeded random 10% of the development corpus's *repositories* (so near-duplicate
 versions of one file never straddle the split), then reports, on the held-out documents, tokens

@@ -10,7 +10,7 @@ and peak RSS (VmHWM of that child, polled) are reported beside the input size. T
 of the 1- and 2-thread outputs is checked too. A reference line (orjson parsing the same JSONL
 in this process) puts the MB/s in context, as machines differ.
 
-Goals (issue 4, on the 2-core dev box): 2 threads >= 1.7x one thread; 100k workflows in < 60 s;
+Goals (on the 2-core dev box): 2 threads >= 1.7x one thread; 100k workflows in < 60 s;
 peak RSS flat in the corpus size (`--sizes` runs two sizes at 2 threads to show it).
 """
 

@@ -1,4 +1,4 @@
-"""Matcher latency per generation step, on real workflows (issue 3, item 5).
+"""Matcher latency per generation step, on real workflows.
 
 Walks the canonical encodings of a seeded sample of real workflows (schema-valid ones that
 encode without fallback, since the matcher never allows the fallback path) with the bundled
@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p50, p99 = result["step"]["p50"], result["step"]["p99"]
     print()
     print(
-        f"Goal (issue 3): p50 <= {GOAL_P50_US:g} us: {'met' if p50 <= GOAL_P50_US else 'NOT met'}"
+        f"Goal: p50 <= {GOAL_P50_US:g} us: {'met' if p50 <= GOAL_P50_US else 'NOT met'}"
         f" ({p50:.2f}); p99 <= {GOAL_P99_US:g} us: "
         f"{'met' if p99 <= GOAL_P99_US else 'NOT met'} ({p99:.2f})."
     )

@@ -12,7 +12,7 @@ are excluded. Without --data the shard is synthetic: random ids below 8192 (the 
 vocabulary) in documents of 200 to 2,000 tokens, so the loss must sit at about ln(8192) = 9.01;
 with real data it must fall. The loss is reported beside the speed as the correctness check.
 
-Goal (issue 5): >= 1,000,000 tokens/s on one H100 (5x the proof of concept's 193k tokens/s).
+Goal: >= 1,000,000 tokens/s on one H100 (5x the proof of concept's 193k tokens/s).
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ import gzip
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,36 @@ SCHEMASTORE_HOSTS = ("https://json.schemastore.org/", "https://www.schemastore.o
 # ---------------------------------------------------------------------------------------------
 # Plain helpers (importable from tests: `from conftest import iter_jsonl_gz`)
 # ---------------------------------------------------------------------------------------------
+
+
+#: A two-property schema for tests of the API's edges (errors, threads, forks), not of schemas.
+SMALL_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "n": {"type": "integer"}},
+    "required": ["name"],
+}
+
+
+def run_isolated(code: str, timeout: float = 300) -> str:
+    """Run `code` in a fresh interpreter; fail unless it exits 0 within `timeout` seconds.
+    Returns its stdout. A session of its own, so a hung forked grandchild is killed with it."""
+    with subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"did not finish within {timeout} s (hang)\nstdout:\n{stdout}")
+    assert proc.returncode == 0, (
+        f"exit status {proc.returncode}\nstdout:\n{stdout[-2000:]}\nstderr:\n{stderr[-4000:]}"
+    )
+    return stdout
 
 
 def require_data() -> Path:
@@ -148,6 +182,23 @@ def load_yaml(text: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Fixtures
 # ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small() -> tct.Tokenizer:
+    """The base tokenizer of `SMALL_SCHEMA`."""
+    return tct.Tokenizer.from_schema(SMALL_SCHEMA)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread for the test (tiny models: threads only add noise on 2 cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

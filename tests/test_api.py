@@ -1,4 +1,4 @@
-"""The Python API's shape and contracts (issue 2, section 5): names, types, argument forms,
+"""The Python API's shape and contracts: names, types, argument forms,
 round trips through every entry point, batch encoding and the matcher."""
 
 from __future__ import annotations

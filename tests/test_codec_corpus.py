@@ -1,6 +1,5 @@
-"""The whole development corpus through the codec and the matcher (issue 2 item 6, issue 3
-item 6), for the base tokenizer compiled from `github-workflow.json` and for the bundled trained
-one (`tct.load("github-workflow")`):
+"""The whole development corpus through the codec and the matcher, for the base tokenizer
+compiled from `github-workflow.json` and for the bundled trained one (`tct.load("github-workflow")`):
 
 - every document (the schema-invalid ones too, through the fallback) decodes back to the same
   value with the same types (1, 1.0 and True are three different things);

@@ -1,4 +1,4 @@
-"""Property tests (hypothesis) of the codec's round trip (issue 2 item 6):
+"""Property tests (hypothesis) of the codec's round trip:
 
 - arbitrary JSON (nested objects and arrays; strings with control characters and non-BMP
   characters; integers far beyond 64 bits; floats including subnormals and -0.0) round-trips

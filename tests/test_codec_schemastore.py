@@ -1,6 +1,5 @@
 """SchemaStore's own test documents (`schema-tests/NAME/{positive,negative}/`, JSON and YAML)
-through the codec of every schema they belong to, compiled with the full registry (issue 2
-item 6):
+through the codec of every schema they belong to, compiled with the full registry:
 
 - every document round-trips value- and type-exactly, positive or negative;
 - a positive document validates (python-jsonschema), encodes without fallback, and its

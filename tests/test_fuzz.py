@@ -1,4 +1,4 @@
-"""Fuzzing the decoder and the matcher (issue 2 item 6, issue 3 item 6), for the base tokenizer
+"""Fuzzing the decoder and the matcher, for the base tokenizer
 of `github-workflow.json` and the bundled trained one:
 
 - decode fuzz: 100,000 id sequences per tokenizer (random lengths, in-range and out-of-range ids,

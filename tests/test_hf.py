@@ -26,12 +26,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_checkpoint(out: Path, cfg: GPTConfig, seed: int = 0) -> Path:

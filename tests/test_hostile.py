@@ -9,10 +9,8 @@ instead of stalling the suite.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -21,42 +19,9 @@ import numpy as np
 import pytest
 
 import tct
+from conftest import SMALL_SCHEMA, run_isolated
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-SMALL_SCHEMA = {
-    "type": "object",
-    "properties": {"name": {"type": "string"}, "n": {"type": "integer"}},
-    "required": ["name"],
-}
-
-
-@pytest.fixture(scope="module")
-def small() -> tct.Tokenizer:
-    return tct.Tokenizer.from_schema(SMALL_SCHEMA)
-
-
-def run_isolated(code: str, timeout: float) -> str:
-    """Run `code` in a fresh interpreter; fail unless it exits 0 within `timeout` seconds."""
-    # A session of its own, so a hung forked grandchild is killed with it.
-    with subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as proc:
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate()
-            pytest.fail(f"did not finish within {timeout} s (hang)\nstdout:\n{stdout}")
-    assert proc.returncode == 0, (
-        f"exit status {proc.returncode}\nstdout:\n{stdout[-2000:]}\nstderr:\n{stderr[-4000:]}"
-    )
-    return stdout
-
 
 # -- fork safety -------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The matcher's contract for constrained generation (issue 2 item 4, issue 3 item 5), for the
+"""The matcher's contract for constrained generation, for the
 base tokenizer of `github-workflow.json` and the bundled trained one:
 
 - `allowed()` is a fresh numpy bool array of length `vocab_size`;

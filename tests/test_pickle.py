@@ -1,4 +1,4 @@
-"""Tokenizers pickle (issue 2, section 5), so they ship to DataLoader workers, Ray or Spark:
+"""Tokenizers pickle, so they ship to DataLoader workers, Ray or Spark:
 the unpickled tokenizer gives the same ids, decodes the same and builds the same matcher."""
 
 from __future__ import annotations

@@ -54,12 +54,7 @@ TCT_BOS = _TOKENIZER.bos_id
 TCT_POSITION_RANGE = _TOKENIZER.position_range
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

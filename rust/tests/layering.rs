@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 /// Layers, lowest first. A module may use the modules of the layers below its own.
 const LAYERS: &[&[&str]] = &[
-    &["base", "error", "strings", "numbers", "pool", "partial", "lib"],
+    &[
+        "base", "error", "strings", "numbers", "pool", "partial", "lib",
+    ],
     &["json"],
     &["compile"],
     &["encode", "machine", "vocab"],

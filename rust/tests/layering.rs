@@ -8,7 +8,14 @@ use std::path::{Path, PathBuf};
 /// Layers, lowest first. A module may use the modules of the layers below its own.
 const LAYERS: &[&[&str]] = &[
     &[
-        "base", "error", "strings", "numbers", "pool", "partial", "lib",
+        "atomic_file",
+        "base",
+        "error",
+        "strings",
+        "numbers",
+        "pool",
+        "partial",
+        "lib",
     ],
     &["json"],
     &["compile"],

@@ -4,7 +4,7 @@
 //! over the target ([`TempFile::persist`]); [`sync_dir`] makes the renames durable. The temporary
 //! file is removed on every error and whenever a `TempFile` is dropped before it was persisted,
 //! so an error or an interrupt leaves nothing behind, and a crash only `*.tmp-<pid>` files.
-//! [`write`] does all of it for a file written in one piece; the shard writer keeps several
+//! [`write()`] does all of it for a file written in one piece; the shard writer keeps several
 //! `TempFile`s open and persists them in the order its readers rely on.
 
 use std::fs::{self, File, OpenOptions};

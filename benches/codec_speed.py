@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_common import compact, cpu_name
+from tct.testing import same_json
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "workflows" / "workflows.jsonl.gz"
@@ -94,19 +95,6 @@ def best_time(
         gc.enable()
         best = min(best, dt)
     return best, result
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """Value- and type-exact equality (``1 != 1.0 != True``); object key order is ignored."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float):
-        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
-    return a == b
 
 
 def row(name: str, seconds: float, n_bytes: int, n_docs: int, ok: int | None, **extra: Any) -> dict:
@@ -150,7 +138,7 @@ def bench_tct(
     ok = 0
     bad: list[int] = []
     for i, (src, (text, consumed, total)) in enumerate(zip(texts, decoded, strict=True)):
-        if consumed == total == len(ids[i]) and same_value(json.loads(text), json.loads(src)):
+        if consumed == total == len(ids[i]) and same_json(json.loads(text), json.loads(src)):
             ok += 1
         elif len(bad) < 5:
             bad.append(i)
@@ -218,7 +206,7 @@ def bench_orjson(texts: Sequence[str], n_bytes: int, repeat: int) -> list[dict]:
     t, values = best_time(lambda _: [load(x) for x in texts], repeat)
     assert isinstance(values, list)
     ok = sum(
-        v is not failed and same_value(v, json.loads(x)) for v, x in zip(values, texts, strict=True)
+        v is not failed and same_json(v, json.loads(x)) for v, x in zip(values, texts, strict=True)
     )
     return [row("orjson.loads", t, n_bytes, len(texts), ok)]
 

@@ -106,20 +106,6 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def same_json(a: Any, b: Any) -> bool:
-    """Value- *and* type-exact equality: 1 != 1.0 != True, key order ignored."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float):
-        # Bit-exact, so -0.0 != 0.0.
-        return a.hex() == b.hex()
-    return a == b
-
-
 # YAML 1.2 core schema for PyYAML (the corpus was converted with a YAML 1.2 loader; PyYAML is
 # YAML 1.1, where `on:` is the boolean true and `017` is octal). Only the schema-tests/ YAML
 # files need this: the corpus itself ships its JSON.

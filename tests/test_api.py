@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tct
-from conftest import same_json
+from tct.testing import same_json
 
 # A small schema that exercises the typed paths: required and optional properties, an enum, an
 # integer, a nested array and a union.

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import tct
-from conftest import run_isolated, same_json
+from conftest import run_isolated
+from tct.testing import same_json
 
 # -- invalid JSON text: EncodeError with the byte offset ----------------------------------------
 

@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 
 import tct
-from conftest import compact_json, same_json
+from conftest import compact_json
+from tct.testing import same_json
 
 T = TypeVar("T")
 R = TypeVar("R")

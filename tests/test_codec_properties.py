@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tct
-from conftest import compact_json, same_json
+from conftest import compact_json
+from tct.testing import same_json
 
 # Every code point except the surrogates (a lone surrogate is not Unicode and is rejected by
 # `encode`, tested in test_bad_input.py); control characters and the astral planes included.

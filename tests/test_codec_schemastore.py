@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 import tct
-from conftest import DATA_DIR, load_yaml, same_json
+from conftest import DATA_DIR, load_yaml
 from schema_errors import unexplained_errors
+from tct.testing import same_json
 
 SCHEMASTORE = "https://json.schemastore.org/"
 

@@ -21,6 +21,7 @@ import pytest
 
 import tct
 from conftest import require_data
+from tct.testing import same_json
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CORPUS = DATA / "workflows" / "workflows.jsonl.gz"
@@ -57,17 +58,6 @@ def run_cli(*args: str, stdin: bytes | None = None, env: dict[str, str] | None =
 
 def encode(src: Path | str, out: Path, *extra: str, **kw):
     return run_cli(str(src), str(out), "--schema", str(SCHEMA), "--quiet", *extra, **kw)
-
-
-def same(a, b) -> bool:
-    """Value equality as JSON sees it: 1 != 1.0 != True, key order ignored."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
 
 
 def compact_size(doc) -> int:
@@ -127,7 +117,7 @@ def test_yaml_tree_decodes_back_to_the_sources(tok, real_tree, records, tmp_path
     assert meta["tokenizer"]["vocab_size"] == tok.vocab_size
     docs = decoded_docs(tok, out)
     for rec, doc, size in zip(records, docs, meta["documents"]["json_bytes"], strict=True):
-        assert same(doc, rec["json"]), rec["path"]
+        assert same_json(doc, rec["json"]), rec["path"]
         assert size == rec["json_bytes"] == compact_size(rec["json"])
     assert meta["counts"]["json_bytes"] == sum(r["json_bytes"] for r in records)
     assert meta["counts"]["fallback_documents"] == sum(not r["schema_valid"] for r in records)
@@ -142,7 +132,7 @@ def test_jsonl_gz_and_stdin_decode_back(tok, records, tmp_path):
     assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
     for name, prefix in (("gz.bin", "docs.jsonl.gz"), ("stdin.bin", "<stdin>")):
         docs = decoded_docs(tok, tmp_path / name)
-        assert all(same(d, r["json"]) for d, r in zip(docs, records[:120], strict=True))
+        assert all(same_json(d, r["json"]) for d, r in zip(docs, records[:120], strict=True))
         assert len(docs) == 120
         meta = tct.read_shard(tmp_path / name).meta
         assert meta["documents"]["source"][7] == f"{prefix}:8"
@@ -216,7 +206,7 @@ def test_yaml_pitfalls(tok, tmp_path):
     meta = tct.read_shard(out).meta
     assert meta["documents"]["source"] == sorted(PITFALLS)
     for doc, name in zip(decoded_docs(tok, out), sorted(PITFALLS), strict=True):
-        assert same(doc, PITFALLS[name][1]), name
+        assert same_json(doc, PITFALLS[name][1]), name
     assert [x["source"] for x in meta["rejected"]] == ["zz_multi.yml"]
     assert "several YAML documents" in meta["rejected"][0]["reason"]
 
@@ -240,7 +230,7 @@ def test_directory_mixing_good_and_bad_files(tok, tmp_path):
     assert r.returncode == 1
     meta = tct.read_shard(out).meta
     assert meta["documents"]["source"] == [".github/workflows/ci.yml", "good.json"]
-    assert all(same(d, good) for d in decoded_docs(tok, out))
+    assert all(same_json(d, good) for d in decoded_docs(tok, out))
     reasons = {x["source"]: x["reason"] for x in meta["rejected"]}
     assert set(reasons) == {"broken.json", "broken.yml", "dup.yml", "empty.yaml", "latin1.yml"}
     assert reasons["broken.json"].startswith("invalid JSON")
@@ -264,7 +254,7 @@ def test_nonconforming_documents_use_the_fallback(tok, tmp_path):
     meta = tct.read_shard(tmp_path / "nc.bin").meta
     assert meta["counts"]["fallback_documents"] == 2
     assert all(
-        same(a, b) for a, b in zip(decoded_docs(tok, tmp_path / "nc.bin"), docs, strict=True)
+        same_json(a, b) for a, b in zip(decoded_docs(tok, tmp_path / "nc.bin"), docs, strict=True)
     )
 
 

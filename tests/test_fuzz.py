@@ -38,8 +38,9 @@ import numpy as np
 import pytest
 
 import tct
-from conftest import DATA_DIR, same_json, schema_files, schema_uris
+from conftest import DATA_DIR, schema_files, schema_uris
 from schema_errors import ecma_validator, unexplained_errors
+from tct.testing import same_json
 
 HERE = Path(__file__).resolve()
 BLOCK = 1000  # decode-fuzz cases per block; a block has its own seeded generator

@@ -5,11 +5,11 @@
 //! `Value` (with the `preserve_order` and `arbitrary_precision` features the rest of the crate
 //! needs) allocates a `String` per string and number and an `IndexMap` (a hash table with a
 //! SipHash state) per object. Parsing into `Value` took as long as the whole schema walk.
-//! Measured with `cargo test --profile fast --test codec profile_encode -- --ignored
-//! --nocapture` (3,014 corpus documents, 11.9 MB, idle 2-core AMD EPYC dev box):
-//! `serde_json::from_slice::<Value>` 0.076 s (158 MB/s), this parser 0.034 s (347 MB/s) and
-//! 0.030 s (394 MB/s) with the eight-bytes-at-a-time string scan (`skip_plain`); the
-//! schema walk after it went from 0.072 s to 0.061 s (fewer cache misses on the smaller tree).
+// Measured with `cargo test --profile fast --test codec profile_encode -- --ignored
+// --nocapture` (3,014 corpus documents, 11.9 MB, idle 2-core AMD EPYC dev box):
+// `serde_json::from_slice::<Value>` 0.076 s (158 MB/s), this parser 0.034 s (347 MB/s) and
+// 0.030 s (394 MB/s) with the eight-bytes-at-a-time string scan (`skip_plain`); the
+// schema walk after it went from 0.072 s to 0.061 s (fewer cache misses on the smaller tree).
 //!
 //! Semantics (the same as before, where they matter):
 //! - numbers keep their exact text (like `arbitrary_precision`): `1.0` stays `1.0`;
@@ -376,8 +376,9 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     /// Boxed: a `Result` of a `Json` and an unboxed `Fail` is twice the size, and every value
-    /// the parser returns is moved through it. Measured with the shared child stacks of
-    /// [`Parser`] (whole corpus, 130 MB, `fast` profile, dev box): 0.298 s -> 0.238 s.
+    /// the parser returns is moved through it.
+    // Measured with the shared child stacks of `Parser` (whole corpus, 130 MB, `fast`
+    // profile, dev box): 0.298 s -> 0.238 s.
     fn fail(&self, message: impl Into<String>) -> Box<Fail> {
         Box::new(Fail {
             offset: self.i,

@@ -33,6 +33,7 @@ mod python;
 pub use error::{DecodeError, EncodeError, SchemaError};
 pub use tokenizer::{Decoded, Encoding, Matcher, Tokenizer};
 pub use train::TrainOptions;
+pub(crate) mod atomic_file;
 pub mod base;
 pub mod bitmask;
 pub mod compile;

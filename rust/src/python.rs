@@ -12,9 +12,9 @@
 //! panic that `pyo3::import_exception!` would raise.
 
 /// Rust's allocations go through mimalloc, not the C library's `malloc` (as in pydantic-core):
-/// inside Python they otherwise share glibc's main arena with Python's own objects, and
-/// encoding a corpus while keeping its lists of ids spent 10% of its time in `_int_malloc`
-/// (3% when the same work ran on a worker thread, whose arena Python does not use).
+/// inside Python they otherwise share glibc's main arena with Python's own objects.
+// Measured: encoding a corpus while keeping its lists of ids spent 10% of its time in
+// `_int_malloc` (3% when the same work ran on a worker thread, whose arena Python does not use).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -226,8 +226,8 @@ static ID_INTS: PyOnceLock<Vec<Py<PyAny>>> = PyOnceLock::new();
 
 /// `ids` as a Python list. Python caches only the ints below 257, so a list of ids used to
 /// allocate one int object per id; taking them from `ID_INTS` costs a reference count each.
-/// Measured: `tok.encode` over 3,014 corpus documents (trained tokenizer, `--profile fast`,
-/// best of 5 in process CPU time, box busy with a CI run) 0.308 s -> 0.272 s.
+// Measured: `tok.encode` over 3,014 corpus documents (trained tokenizer, `--profile fast`,
+// best of 5 in process CPU time, box busy with a CI run) 0.308 s -> 0.272 s.
 fn ids_to_list<'py>(py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyList>> {
     let int = |i: u32| -> Bound<'py, PyAny> {
         match i.into_pyobject(py) {

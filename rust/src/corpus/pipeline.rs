@@ -4,10 +4,12 @@
 //! is read, parsed (JSON or YAML), encoded and range-checked by a rayon pool, then written in
 //! input order by this thread. So the output is byte-identical whatever the thread count, and
 //! memory holds only a few chunks however large the corpus is. With N > 1 threads the pool has
-//! N workers and this thread reads the next chunks and writes finished ones meanwhile (the
-//! first version made the pool wait while this thread read and wrote: 2 threads were no faster
-//! than one on the 2-core box, with a base tokenizer's output larger than its input); with one
+//! N workers and this thread reads the next chunks and writes finished ones meanwhile; with one
 //! thread everything runs on the calling thread.
+
+// Why reading and writing overlap the pool: the first version made the pool wait while this
+// thread read and wrote, and 2 threads were no faster than one on the 2-core box (with a base
+// tokenizer, whose output is larger than its input).
 
 use super::pyjson::compact_json_size;
 use super::shard_writer::{publish, Counts, ShardPaths, ShardWriter, SplitInfo, TokenizerInfo};

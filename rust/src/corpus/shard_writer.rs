@@ -3,12 +3,13 @@
 //! Everything is written to `NAME.tmp-<pid>` files. Nothing is held in memory per document:
 //! ids stream into the `.bin`, offsets into the `.idx` (its document count is patched at the
 //! end), and the per-document meta arrays into spool files that are spliced into the
-//! `.meta.json` when the shard is finished. A crash leaves only `*.tmp-<pid>` files; an error or
-//! an interrupt removes them (`Drop`).
+//! `.meta.json` when the shard is finished. The files are `crate::atomic_file::TempFile`s: a crash
+//! leaves only `*.tmp-<pid>` files; an error or an interrupt removes them (`Drop`).
 
+use crate::atomic_file::{self, TempFile};
 use serde::Serialize;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub const MAGIC: &[u8; 8] = b"TCTSHRD\0";
@@ -80,31 +81,23 @@ impl ShardPaths {
     }
 }
 
-fn tmp_path(p: &Path) -> PathBuf {
+/// Where the spool `what` of the meta `p` lives (`META.what.tmp-<pid>`; never persisted).
+fn spool_target(p: &Path, what: &str) -> PathBuf {
     let mut s = p.as_os_str().to_owned();
-    s.push(format!(".tmp-{}", std::process::id()));
-    PathBuf::from(s)
-}
-
-fn spool_path(p: &Path, what: &str) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(format!(".{what}.tmp-{}", std::process::id()));
+    s.push(format!(".{what}"));
     PathBuf::from(s)
 }
 
 /// A JSON array written element by element to a temporary file.
 struct Spool {
-    path: PathBuf,
-    out: BufWriter<File>,
+    out: TempFile,
     empty: bool,
 }
 
 impl Spool {
-    fn create(path: PathBuf) -> io::Result<Spool> {
-        let f = File::create(&path)?;
+    fn create(target: &Path) -> io::Result<Spool> {
         Ok(Spool {
-            path,
-            out: BufWriter::with_capacity(1 << 16, f),
+            out: TempFile::create(target, 1 << 16)?,
             empty: true,
         })
     }
@@ -118,7 +111,7 @@ impl Spool {
     /// Copy the elements (without brackets) into `w`.
     fn splice_into(&mut self, w: &mut impl Write) -> io::Result<()> {
         self.out.flush()?;
-        let mut f = File::open(&self.path)?;
+        let mut f = File::open(self.out.path())?;
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = f.read(&mut buf)?;
@@ -133,19 +126,16 @@ impl Spool {
 /// One shard being written.
 pub struct ShardWriter {
     paths: ShardPaths,
-    bin_tmp: PathBuf,
-    idx_tmp: PathBuf,
-    meta_tmp: PathBuf,
-    bin: BufWriter<File>,
-    idx: BufWriter<File>,
+    bin: TempFile,
+    idx: TempFile,
+    /// Written by `finish`.
+    meta: Option<TempFile>,
     json_bytes: Spool,
     sources: Spool,
     rejected: Spool,
     tokenizer: TokenizerInfo,
     split: SplitInfo,
     pub counts: Counts,
-    /// Temporary files exist and must be removed unless the shard was committed.
-    armed: bool,
 }
 
 impl ShardWriter {
@@ -154,42 +144,25 @@ impl ShardWriter {
         tokenizer: TokenizerInfo,
         split: SplitInfo,
     ) -> io::Result<ShardWriter> {
-        let bin_tmp = tmp_path(&paths.bin);
-        let idx_tmp = tmp_path(&paths.idx);
-        let meta_tmp = tmp_path(&paths.meta);
-        let spools = ["json_bytes", "source", "rejected"].map(|w| spool_path(&paths.meta, w));
-        let opened = (|| -> io::Result<_> {
-            Ok((
-                File::create(&bin_tmp)?,
-                File::create(&idx_tmp)?,
-                Spool::create(spools[0].clone())?,
-                Spool::create(spools[1].clone())?,
-                Spool::create(spools[2].clone())?,
-            ))
-        })();
-        let (bin, idx, json_bytes, sources, rejected) = match opened {
-            Ok(files) => files,
-            Err(e) => {
-                for p in [&bin_tmp, &idx_tmp].into_iter().chain(spools.iter()) {
-                    let _ = fs::remove_file(p);
-                }
-                return Err(e);
-            }
-        };
+        // Each file removes itself when dropped unpersisted, also when a later one fails here.
+        let bin = TempFile::create(&paths.bin, 1 << 20)?;
+        let idx = TempFile::create(&paths.idx, 1 << 16)?;
+        let [json_bytes, sources, rejected] =
+            ["json_bytes", "source", "rejected"].map(|w| spool_target(&paths.meta, w));
+        let json_bytes = Spool::create(&json_bytes)?;
+        let sources = Spool::create(&sources)?;
+        let rejected = Spool::create(&rejected)?;
         let mut w = ShardWriter {
-            bin: BufWriter::with_capacity(1 << 20, bin),
-            idx: BufWriter::with_capacity(1 << 16, idx),
+            bin,
+            idx,
+            meta: None,
             json_bytes,
             sources,
             rejected,
             paths,
-            bin_tmp,
-            idx_tmp,
-            meta_tmp,
             tokenizer,
             split,
             counts: Counts::default(),
-            armed: true,
         };
         w.idx.write_all(MAGIC)?;
         w.idx.write_all(&VERSION.to_le_bytes())?;
@@ -241,15 +214,13 @@ impl ShardWriter {
     /// Write everything to the temporary files and fsync them. The shard is complete on disk
     /// but invisible until `publish`.
     pub fn finish(&mut self) -> io::Result<()> {
-        self.bin.flush()?;
-        self.bin.get_ref().sync_all()?;
-        self.idx.flush()?;
-        let f = self.idx.get_mut();
+        self.bin.sync()?;
+        let f = self.idx.file_mut()?;
         f.seek(SeekFrom::Start(16))?;
         f.write_all(&self.counts.documents.to_le_bytes())?;
-        f.sync_all()?;
+        self.idx.sync()?;
 
-        let mut meta = BufWriter::with_capacity(1 << 16, File::create(&self.meta_tmp)?);
+        let mut meta = TempFile::create(&self.paths.meta, 1 << 16)?;
         let head = serde_json::json!({
             "format": "tct-shard",
             "version": VERSION,
@@ -268,38 +239,9 @@ impl ShardWriter {
         meta.write_all(b"],\"split\":")?;
         meta.write_all(&serde_json::to_vec(&self.split).expect("split serialises"))?;
         meta.write_all(b"}\n")?;
-        meta.flush()?;
-        meta.get_ref().sync_all()?;
+        meta.sync()?;
+        self.meta = Some(meta);
         Ok(())
-    }
-
-    fn remove_temps(&self) {
-        for p in [
-            &self.bin_tmp,
-            &self.idx_tmp,
-            &self.meta_tmp,
-            &self.json_bytes.path,
-            &self.sources.path,
-            &self.rejected.path,
-        ] {
-            let _ = fs::remove_file(p);
-        }
-    }
-}
-
-impl Drop for ShardWriter {
-    fn drop(&mut self) {
-        if self.armed {
-            self.remove_temps();
-        } else {
-            for p in [
-                &self.json_bytes.path,
-                &self.sources.path,
-                &self.rejected.path,
-            ] {
-                let _ = fs::remove_file(p);
-            }
-        }
     }
 }
 
@@ -316,25 +258,26 @@ pub fn publish(writers: &mut [&mut ShardWriter]) -> io::Result<()> {
         }
     }
     for w in writers.iter() {
-        fs::rename(&w.bin_tmp, &w.paths.bin)?;
-    }
-    for w in writers.iter() {
-        fs::rename(&w.idx_tmp, &w.paths.idx)?;
+        if w.meta.is_none() {
+            return Err(io::Error::other(format!(
+                "{}: shard published before it was finished",
+                w.paths.meta.display()
+            )));
+        }
     }
     for w in writers.iter_mut() {
-        fs::rename(&w.meta_tmp, &w.paths.meta)?;
-        w.armed = false;
+        w.bin.persist()?;
+    }
+    for w in writers.iter_mut() {
+        w.idx.persist()?;
+    }
+    for w in writers.iter_mut() {
+        if let Some(meta) = w.meta.as_mut() {
+            meta.persist()?;
+        }
     }
     for w in writers.iter() {
-        let dir = w
-            .paths
-            .meta
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if let Ok(d) = OpenOptions::new().read(true).open(dir) {
-            let _ = d.sync_all();
-        }
+        atomic_file::sync_dir(&w.paths.meta);
     }
     Ok(())
 }

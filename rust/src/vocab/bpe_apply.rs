@@ -25,22 +25,22 @@
 //! Rank lookups for pairs of small ids (bytes, `STR_END`, structural ids: almost all lookups)
 //! use a dense table instead of the hash map.
 //!
-//! Cut pieces of 4 to 256 symbols are memoized per thread ([`super::piece_cache`]).
+//! Cut pieces of 4 to 256 symbols are memoized per thread (`piece_cache`).
 //!
-//! Measured (release builds, one thread, process CPU time on the shared 2-core AMD EPYC dev
-//! box, `python benches/codec_speed.py --limit 5000 --repeat 2`, the same 5,000 documents):
-//!
-//! | version | trained encode | vs o200k | encode_batch(1 thread) | 1 MB `run` string |
-//! | --- | ---: | ---: | ---: | ---: |
-//! | heap above 8 symbols, direct scan below (before) | 11.6 MB/s | 0.85x | 13.9 MB/s | 282 ns/B |
-//! | cuts + rank-array scan + dense ranks + piece cache | 22.5 MB/s | 1.60x | 32.7 MB/s | 20.8 ns/B |
-//!
-//! On `apply` alone (a since-removed test with the ranked-merge tokenizer of the time, 3,000
-//! documents, 9.6M base ids, `--profile fast`; `profile_encode` in rust/tests/codec.rs
-//! measures today's pipeline): 36 ns per base id with cuts and scan but a 64k-entry cache of boxed pieces (emptied
-//! before the working set repeats: no hits), 27.7 ns with the arena cache of 256k entries
-//! (cold), 15.2 ns when every piece hits. The base encoder (parse + schema walk) costs
-//! ~20 ns per base id on top, so together they stay below 4x o200k.
+// Measured (release builds, one thread, process CPU time on the shared 2-core AMD EPYC dev
+// box, `python benches/codec_speed.py --limit 5000 --repeat 2`, the same 5,000 documents):
+//
+// | version | trained encode | vs o200k | encode_batch(1 thread) | 1 MB `run` string |
+// | --- | ---: | ---: | ---: | ---: |
+// | heap above 8 symbols, direct scan below (before) | 11.6 MB/s | 0.85x | 13.9 MB/s | 282 ns/B |
+// | cuts + rank-array scan + dense ranks + piece cache | 22.5 MB/s | 1.60x | 32.7 MB/s | 20.8 ns/B |
+//
+// On `apply` alone (a since-removed test with the ranked-merge tokenizer of the time, 3,000
+// documents, 9.6M base ids, `--profile fast`; `profile_encode` in rust/tests/codec.rs
+// measures today's pipeline): 36 ns per base id with cuts and scan but a 64k-entry cache of boxed pieces (emptied
+// before the working set repeats: no hits), 27.7 ns with the arena cache of 256k entries
+// (cold), 15.2 ns when every piece hits. The base encoder (parse + schema walk) costs
+// ~20 ns per base id on top, so together they stay below 4x o200k.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;

@@ -289,32 +289,11 @@ impl TokenizerFile {
             .map_err(|e| VocabError::new(e.pointer, format!("{}: {}", path.display(), e.message)))
     }
 
-    /// Writes atomically: a temporary file beside `path`, then a rename.
+    /// Writes atomically: `path` holds either its old contents or the whole new file, and no
+    /// temporary file is left behind on error.
     pub fn write(&self, path: &Path) -> Result<(), VocabError> {
-        let err = |e: std::io::Error| VocabError::new("", format!("{}: {e}", path.display()));
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let fname = path
-            .file_name()
-            .ok_or_else(|| VocabError::new("", format!("{}: not a file path", path.display())))?;
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}",
-            fname.to_string_lossy(),
-            std::process::id()
-        ));
-        let res = (|| {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&self.to_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        res.map_err(err)
+        crate::atomic_file::write(path, &self.to_bytes())
+            .map_err(|e| VocabError::new("", format!("{}: {e}", path.display())))
     }
 }
 

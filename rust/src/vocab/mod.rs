@@ -64,13 +64,14 @@ pub mod file_format;
 mod pair_map;
 mod piece_cache;
 pub mod prune;
-mod segment;
+// Public but hidden: the corpus experiments (rust/tests/vocab_experiments.rs) break the
+// held-out cost down by word; not part of the supported API.
+#[doc(hidden)]
+pub mod segment;
 pub mod shortest;
 pub mod weighting;
 mod word_cache;
 
-#[cfg(test)]
-mod experiments;
 #[cfg(test)]
 mod tests;
 
@@ -238,9 +239,10 @@ pub struct Vocab {
     exp_bytes: Vec<u8>,
     /// Per id whose whole expansion is string bytes: where they start in `exp_bytes` (low 32
     /// bits), how many (`TEXT_LEN`) and `TEXT_PLAIN`/`TEXT_ASCII`, shifted up by 32; 0 for
-    /// other ids. One load per id in the decoder's hot loop: from a table of runs and
-    /// `exp_offsets` it was three, each a likely cache miss beside the output it writes
-    /// (Rust decode of the corpus 0.84 -> 0.80 s).
+    /// other ids.
+    // One load per id in the decoder's hot loop: from a table of runs and `exp_offsets` it was
+    // three, each a likely cache miss beside the output it writes (Rust decode of the corpus
+    // 0.84 -> 0.80 s).
     text: Vec<u64>,
     n_positions: u32,
 }
@@ -691,16 +693,16 @@ impl Vocab {
     }
 
     /// [`Vocab::apply`] of an encoder's output with contents by reference
-    /// ([`crate::encode::Encoder::with_contents`]): `items` holds base ids and `CONTENT_REF + k`
+    /// (`Encoder::with_contents`): `items` holds base ids and `CONTENT_REF + k`
     /// for the bytes of `contents[k]` followed by `STR_END`. The same ids as `apply` of the
     /// spelt-out stream, appended to `out`.
     ///
     /// Why: with the default layout (shortest encoding, words across structure) a word is the
     /// structural ids before a content plus the content, and most words recur, so a word is
-    /// looked up by its text in place ([`word_cache`]). Spelling every byte out as a `u32`, then
+    /// looked up by its text in place (`word_cache`). Spelling every byte out as a `u32`, then
     /// scanning, hashing and comparing those, cost more than the rest of `apply` on a hit.
-    /// Measured on the whole corpus (33,145 documents, 105.6M base ids, `fast` profile, dev
-    /// box): `encode_json` 1.29 s with words memoized as `u32` keys, 1.16-1.21 s this way.
+    // Measured on the whole corpus (33,145 documents, 105.6M base ids, `fast` profile, dev
+    // box): `encode_json` 1.29 s with words memoized as `u32` keys, 1.16-1.21 s this way.
     pub fn apply_with_contents(&self, items: &[u32], contents: &[&str], out: &mut Vec<u32>) {
         let spelt_out = |out: &mut Vec<u32>| {
             let mut base = Vec::with_capacity(items.len());

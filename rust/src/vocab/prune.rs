@@ -17,8 +17,10 @@
 //!
 //! Any token can go, including the parts a kept BPE merge was built from, so a kept merge is
 //! re-spelt as the shortest encoding of its expansion by the kept ids before it: merges of
-//! a shortest-encoding vocabulary have two or more parts. Measured in docs/vocabulary-decisions.md
-//! (pruning only the leaves of the merge graph, which keeps pairs, gained 4x less).
+//! a shortest-encoding vocabulary have two or more parts.
+
+// Measured in docs/vocabulary-decisions.md (pruning only the leaves of the merge graph, which
+// keeps pairs, gained 4x less).
 
 use super::shortest::{Scratch, ShortestTable};
 use super::weighting::Weighting;

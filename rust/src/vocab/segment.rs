@@ -3,7 +3,7 @@
 
 use super::{classify, Class, MergeScope, STR_END};
 
-pub(crate) enum Piece<'a> {
+pub enum Piece<'a> {
     /// A sequence the merges may join (never empty).
     Word(&'a [u32]),
     /// An id that stays as it is (a dictionary id in the non-`across` scopes, a structural id in
@@ -12,12 +12,12 @@ pub(crate) enum Piece<'a> {
 }
 
 /// Maps the byte ids of a whole content to its dictionary id (second argument: scratch space).
-pub(crate) type DictLookup<'a> = &'a dyn Fn(&[u32], &mut Vec<u8>) -> Option<u32>;
+pub type DictLookup<'a> = &'a dyn Fn(&[u32], &mut Vec<u8>) -> Option<u32>;
 
 /// Cuts `base` into pieces and calls `emit` for each, in order. `dict` maps the byte ids of a
 /// whole content (without its `STR_END`) to a dictionary id; its second argument is scratch
 /// space. `word` is scratch space for words that are assembled (structural prefixes).
-pub(crate) fn segment(
+pub fn segment(
     base: &[u32],
     scope: MergeScope,
     base_size: u32,

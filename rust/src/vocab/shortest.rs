@@ -13,43 +13,43 @@
 //! scripts stay linear.
 //!
 //! The trie is built in a hash-map form that can grow one token at a time (pruning re-spells
-//! merges while it adds them), then frozen into a double-array trie ([`DoubleArray`]) for
+//! merges while it adds them), then frozen into a double-array trie (`DoubleArray`) for
 //! encoding: one transition is an add and one 12-byte slot read, where the hash map cost a
 //! hash and a probe into a table of ~100k edges (mostly a cache miss).
 //!
-//! Measured (`cargo test --profile fast --test codec profile_encode -- --ignored
-//! --nocapture`, 3,014 corpus documents, 9.7M base ids, one thread, idle 2-core AMD EPYC dev
-//! box; seconds for `Vocab::apply` over all of them):
-//!
-//! | version | cold cache | warm cache |
-//! | --- | ---: | ---: |
-//! | hash-map trie (deep levels), piece cache of 256k entries | 0.230 | 0.108 |
-//! | double-array trie, the same cache | 0.110 | 0.062 |
-//! | double-array trie, no cache | 0.155 | 0.155 |
-//! | double-array trie, cache, selects instead of branches in the inner loop | 0.104 | 0.056 |
-//!
-//! Tried and dropped (same measure, cold / warm seconds against 0.110 / 0.062 at the time):
-//! cells placed depth first (0.169 / 0.100) or with chains of only children kept adjacent
-//! (0.118 / 0.066): breadth first keeps the levels every walk starts from compact; a cache of
-//! 32k or 64k entries (0.108 / 0.107: the same cold, but the working set no longer fits);
-//! caching only pieces of at least 8, 16 or 32 symbols (0.124, 0.124, 0.139 cold); hashing two
-//! symbols per multiply (0.109 / 0.062); borrowing the thread-local cache once per document
-//! instead of once per piece (0.114 vs 0.116 cold); probing the cache for all pieces of a word
-//! before merging any, so that the cache misses overlap (0.108-0.112 vs 0.104-0.108 cold);
-//! storing the cache's pieces as `u16` to halve its memory (0.116 vs 0.107 cold: the
-//! element-wise compare and widening copy cost more than the misses saved).
-//!
-//! Later, whole words were memoized before pieces ([`ShortestTable::encode_word`]; and
-//! for the encoder's output, keyed by the text in place, [`ShortestTable::encode_text_word`]
-//! with [`super::word_cache`]): in one pass over the whole corpus 89% of the base ids are in a
-//! word seen before. `apply` over the whole corpus (33,145 documents, 105.6M base ids, one
-//! cold pass): 0.72 s -> 0.56 s; a larger piece cache (32M ids, 1M entries) gave nothing more
-//! (0.55 s).
-//!
-//! Per piece, the cache costs a hash over its symbols and two probes into tables of several
-//! MB (mostly cache misses): the warm column is that floor. It still pays for itself: a third
-//! of the base ids miss it on a cold pass, and the trie walk costs ~4 ns per step and ~4 steps
-//! per base id.
+// Measured (`cargo test --profile fast --test codec profile_encode -- --ignored
+// --nocapture`, 3,014 corpus documents, 9.7M base ids, one thread, idle 2-core AMD EPYC dev
+// box; seconds for `Vocab::apply` over all of them):
+//
+// | version | cold cache | warm cache |
+// | --- | ---: | ---: |
+// | hash-map trie (deep levels), piece cache of 256k entries | 0.230 | 0.108 |
+// | double-array trie, the same cache | 0.110 | 0.062 |
+// | double-array trie, no cache | 0.155 | 0.155 |
+// | double-array trie, cache, selects instead of branches in the inner loop | 0.104 | 0.056 |
+//
+// Tried and dropped (same measure, cold / warm seconds against 0.110 / 0.062 at the time):
+// cells placed depth first (0.169 / 0.100) or with chains of only children kept adjacent
+// (0.118 / 0.066): breadth first keeps the levels every walk starts from compact; a cache of
+// 32k or 64k entries (0.108 / 0.107: the same cold, but the working set no longer fits);
+// caching only pieces of at least 8, 16 or 32 symbols (0.124, 0.124, 0.139 cold); hashing two
+// symbols per multiply (0.109 / 0.062); borrowing the thread-local cache once per document
+// instead of once per piece (0.114 vs 0.116 cold); probing the cache for all pieces of a word
+// before merging any, so that the cache misses overlap (0.108-0.112 vs 0.104-0.108 cold);
+// storing the cache's pieces as `u16` to halve its memory (0.116 vs 0.107 cold: the
+// element-wise compare and widening copy cost more than the misses saved).
+//
+// Later, whole words were memoized before pieces ([`ShortestTable::encode_word`]; and
+// for the encoder's output, keyed by the text in place, [`ShortestTable::encode_text_word`]
+// with [`super::word_cache`]): in one pass over the whole corpus 89% of the base ids are in a
+// word seen before. `apply` over the whole corpus (33,145 documents, 105.6M base ids, one
+// cold pass): 0.72 s -> 0.56 s; a larger piece cache (32M ids, 1M entries) gave nothing more
+// (0.55 s).
+//
+// Per piece, the cache costs a hash over its symbols and two probes into tables of several
+// MB (mostly cache misses): the warm column is that floor. It still pays for itself: a third
+// of the base ids miss it on a cold pass, and the trie walk costs ~4 ns per step and ~4 steps
+// per base id.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};

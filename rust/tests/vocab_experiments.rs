@@ -6,7 +6,7 @@
 //! held-out document:
 //!
 //! ```text
-//! TCT_VOCAB_SPLIT=/tmp/tct_vocab/split cargo test --release --lib vocab::experiments -- --ignored --nocapture
+//! TCT_VOCAB_SPLIT=/tmp/tct_vocab/split cargo test --release --test vocab_experiments -- --ignored --nocapture
 //! ```
 //!
 //! Base streams come from the real encoder (`Tokenizer::encode_value` on SchemaStore's
@@ -20,7 +20,8 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::*;
+use tct::vocab::segment;
+use tct::vocab::*;
 
 const STANDIN_SEL: u32 = 64;
 const END: u32 = 257;
@@ -67,7 +68,7 @@ fn read_jsonl(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
-pub(crate) struct Split {
+struct Split {
     pub base_size: u32,
     pub train: Vec<Vec<u32>>,
     /// Repository of each training stream (from `DIR/train.repos`; all 0 without that file).
@@ -128,7 +129,7 @@ fn load_split(encode: &(dyn Fn(&Value) -> Option<Vec<u32>> + Sync), base_size: u
     }
 }
 
-pub(crate) fn standin_split() -> Split {
+fn standin_split() -> Split {
     load_split(
         &|v| {
             let mut out = Vec::new();
@@ -165,7 +166,7 @@ fn repo_mean(counts: &[usize], groups: &[u32]) -> f64 {
     by.values().map(|&(s, n)| s as f64 / n as f64).sum::<f64>() / by.len() as f64
 }
 
-pub(crate) fn run_vocab(split: &Split, label: &str, v: &Vocab, secs: f64) -> f64 {
+fn run_vocab(split: &Split, label: &str, v: &Vocab, secs: f64) -> f64 {
     let t = Instant::now();
     let counts: Vec<usize> = split.held.iter().map(|s| v.apply(s).len()).collect();
     let apply_secs = t.elapsed().as_secs_f64();
@@ -194,23 +195,18 @@ pub(crate) fn run_vocab(split: &Split, label: &str, v: &Vocab, secs: f64) -> f64
 
 /// Trains `cfg` on the training split (with its repository ids when `grouped`) and reports
 /// ids per held-out document.
-pub(crate) fn run_variant_grouped(
-    split: &Split,
-    label: &str,
-    cfg: &TrainConfig,
-    grouped: bool,
-) -> f64 {
+fn run_variant_grouped(split: &Split, label: &str, cfg: &TrainConfig, grouped: bool) -> f64 {
     let t = Instant::now();
     let groups = grouped.then_some(split.train_groups.as_slice());
     let (v, _) = train_grouped(&split.train, groups, cfg).unwrap();
     run_vocab(split, label, &v, t.elapsed().as_secs_f64())
 }
 
-pub(crate) fn run_variant(split: &Split, label: &str, cfg: &TrainConfig) -> f64 {
+fn run_variant(split: &Split, label: &str, cfg: &TrainConfig) -> f64 {
     run_variant_grouped(split, label, cfg, false)
 }
 
-pub(crate) fn variants(split: &Split) {
+fn variants(split: &Split) {
     let base: Vec<usize> = split.held.iter().map(Vec::len).collect();
     println!(
         "{:40} | {:20} | {}",
@@ -319,11 +315,11 @@ fn standin_apply_speed() {
 }
 
 /// Base streams from the real encoder on SchemaStore's `github-workflow.json`.
-pub(crate) fn real_split() -> Split {
+fn real_split() -> Split {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/schemas");
     let text = std::fs::read(dir.join("github-workflow.json")).unwrap();
     let schema: Value = serde_json::from_slice(&text).unwrap();
-    let tok = crate::tokenizer::Tokenizer::from_schema(&schema, &[]).unwrap();
+    let tok = tct::Tokenizer::from_schema(&schema, &[]).unwrap();
     let base_size = tok.vocab().base_size();
     eprintln!("github-workflow: base_size {base_size}");
     load_split(&|v| tok.encode_base(v).ok().map(|e| e.ids), base_size)
@@ -341,7 +337,7 @@ fn real_show_stream() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/schemas");
     let schema: Value =
         serde_json::from_slice(&std::fs::read(dir.join("github-workflow.json")).unwrap()).unwrap();
-    let tok = crate::tokenizer::Tokenizer::from_schema(&schema, &[]).unwrap();
+    let tok = tct::Tokenizer::from_schema(&schema, &[]).unwrap();
     let doc: Value = serde_json::from_str(
         r#"{"name":"CI","on":{"push":{"branches":["main","dev"]}},"env":{"A":"1","B":"x"},
         "jobs":{"build":{"runs-on":"ubuntu-latest","steps":[{"uses":"actions/checkout@v4",
@@ -408,7 +404,7 @@ fn parse_spec(split: &Split, spec: &str) -> (TrainConfig, bool) {
 ///
 /// ```text
 /// TCT_VOCAB_SPLIT=/tmp/tct_vocab/split TCT_VOCAB_CFGS="default;power=0;enc=ranked,extra=0" \
-///   cargo test --release --lib vocab::experiments::real_configs -- --ignored --nocapture
+///   cargo test --release --test vocab_experiments real_configs -- --ignored --nocapture
 /// ```
 #[test]
 #[ignore = "corpus experiment: needs the split files, minutes of CPU"]
@@ -587,49 +583,6 @@ fn real_oracle() {
             t.elapsed().as_secs_f64(),
         );
     }
-}
-
-/// Regenerates the bundled tokenizer (`python/tct/data/github-workflow.tct.json`) the way
-/// `tct.train(schema, docs, 8192, name="github-workflow", groups=repos)` does: the whole
-/// development corpus, one group per repository, default configuration. Reads
-/// `$TCT_VOCAB_CORPUS` (JSONL of compact documents) and `$TCT_VOCAB_CORPUS.repos`.
-#[test]
-#[ignore = "writes the bundled tokenizer: run by hand"]
-fn regenerate_bundled() {
-    let corpus = std::env::var("TCT_VOCAB_CORPUS").expect("TCT_VOCAB_CORPUS");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let schema: Value = serde_json::from_slice(
-        &std::fs::read(dir.join("../shared/data/schemas/github-workflow.json")).unwrap(),
-    )
-    .unwrap();
-    let tok = crate::tokenizer::Tokenizer::from_schema(&schema, &[]).unwrap();
-    let docs = read_jsonl(std::path::Path::new(&corpus));
-    let groups = read_groups(std::path::Path::new(&format!("{corpus}.repos")), docs.len());
-    use rayon::prelude::*;
-    let streams: Vec<Vec<u32>> = docs
-        .par_iter()
-        .map(|d| tok.encode_base(d).unwrap().ids)
-        .collect();
-    let mut cfg = TrainConfig::new(tok.vocab().n_sel(), 8192);
-    cfg.progress = std::env::var("TCT_VOCAB_PROGRESS").is_ok();
-    let t = Instant::now();
-    let (vocab, mut report) = train_grouped(&streams, Some(&groups), &cfg).unwrap();
-    eprintln!("trained in {:.1}s", t.elapsed().as_secs_f64());
-    // As `Tokenizer::train`: wall-clock times would make identical runs differ.
-    report.seconds.clear();
-    let file = TokenizerFile {
-        name: "github-workflow".into(),
-        schema,
-        registry: vec![],
-        vocab,
-        training: serde_json::to_value(&report).unwrap(),
-    };
-    let out = std::env::var("TCT_VOCAB_OUT").map_or_else(
-        |_| dir.join("python/tct/data/github-workflow.tct.json"),
-        std::path::PathBuf::from,
-    );
-    file.write(&out).unwrap();
-    eprintln!("wrote {} ({})", out.display(), file.content_hash());
 }
 
 /// Apply speed, single thread, on the held-out streams, for tokenizer files

@@ -491,12 +491,21 @@ def test_ctrl_c_saves_a_checkpoint_then_exits(shard: Path, tmp_path: Path) -> No
     proc = _start(shard, out, "--max-steps", "100000", "--save-every", "0")
     _wait_for(lambda: len(read_metrics(out / "metrics.jsonl")) >= 1, proc)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    out_text, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     steps = checkpoint.list_steps(out)
     assert len(steps) == 1 and steps[0] >= 5
     _, _, meta = checkpoint.load(out, steps[0], torch.device("cpu"))
     assert meta["step"] == steps[0] and meta["loader"]["rows_consumed"] == 8 * steps[0]
+    # The summary names the checkpoint it saved, whatever step the last metrics came from.
+    final = [
+        line for line in err.splitlines() + out_text.splitlines() if line.startswith("final: ")
+    ]
+    assert final, (out_text[-2000:], err[-2000:])
+    summary = json.loads(final[-1].removeprefix("final: "))
+    assert summary["checkpoint_step"] == steps[0], summary
+    assert Path(summary["checkpoint"]).name == f"model_{steps[0]:06d}.pt", summary
+    assert summary.get("step", summary.get("metrics_step")) <= steps[0]
 
 
 @pytest.mark.gpu

@@ -380,6 +380,11 @@ def train(
         path = checkpoint.save(out, step, raw_model.state_dict(), optimizer.state_dict(), meta)
         checkpoint.prune(out, tcfg.keep_checkpoints)
         bar.write(f"step {step}: saved {path.name}")
+        saved.update(checkpoint_step=step, checkpoint=str(checkpoint.paths(out, step)["model"]))
+
+    # The last checkpoint written: the summary names it, since an interrupt saves at the step it
+    # stopped on while the metrics it reports come from the last log step before.
+    saved: dict[str, Any] = {}
 
     # ---- the loop ------------------------------------------------------------------------------
     step = start_step
@@ -488,8 +493,13 @@ def train(
     if di.is_master:
         if plot_loss_curve(metrics_path, out / "loss_curve.png"):
             print0(f"loss curve: {out / 'loss_curve.png'}")
-        if last_record:
-            print0("final: " + json.dumps({k: v for k, v in last_record.items() if v is not None}))
+        if last_record or saved:
+            summary = {k: v for k, v in last_record.items() if v is not None}
+            if last_record and saved and last_record["step"] != saved["checkpoint_step"]:
+                # Name both steps plainly: the metrics are older than the checkpoint.
+                summary["metrics_step"] = summary.pop("step")
+            summary.update(saved)
+            print0("final: " + json.dumps(summary))
     distributed.barrier()
     return exit_code
 

@@ -527,3 +527,21 @@ def test_cuda_bf16_run(shard: Path, tmp_path: Path) -> None:
     records = read_metrics(out / "metrics.jsonl")
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert records[-1]["mfu"] is not None
+
+
+def test_options_are_checked_in_reading_order(
+    shard: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first wrong option in --help's order is the one named, before anything is written."""
+    out = tmp_path / "run"
+    # A missing --data is named before a device that may be missing too, and --out stays unmade.
+    assert main(["--data", str(tmp_path / "nope.bin"), "--out", str(out), "--device", "cuda"]) == 2
+    assert "nope.bin" in capsys.readouterr().err
+    assert not out.exists()
+    # Good data, bad validation fraction: named before the later --max-steps and --device.
+    args = ["--data", str(shard), "--out", str(out), "--val-fraction", "1.5", "--max-steps", "0"]
+    assert main([*args, "--device", "cuda"]) == 2
+    assert "--val-fraction 1.5" in capsys.readouterr().err
+    assert main(["--data", str(shard), "--out", str(out), "--max-steps", "0"]) == 2
+    assert "--max-steps 0" in capsys.readouterr().err
+    assert not out.exists()

@@ -394,3 +394,15 @@ def test_eval_rejects_a_shard_of_another_tokenizer(
     code = trainer_eval.main(["--checkpoint", str(run_dir), "--data", str(val), "--samples", "1"])
     err = capsys.readouterr().err
     assert code == 2 and str(val) in err and "tokenizer" in err
+
+
+def test_eval_checks_data_before_schema_and_threads(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Options are reported in the order --help lists them: --data before --schema, --threads."""
+    missing = tmp_path / "nope.bin"
+    args = ["--checkpoint", str(run_dir), "--data", str(missing), "--samples", "1"]
+    args += ["--schema", str(tmp_path / "no-schema.json"), "--threads", "0"]
+    assert trainer_eval.main(args) == 2
+    err = capsys.readouterr().err
+    assert "nope.bin" in err and "no-schema.json" not in err and "threads" not in err

@@ -79,3 +79,11 @@ def test_budgeted_samples_end_by_eos_and_stream(run: Path, workflow_validator: A
         assert not list(workflow_validator.iter_errors(json.loads(s.document)))
     assert snaps and all(json.loads(x) is not None for x in snaps)
     assert json.loads(snaps[-1]) == json.loads(samples[0].document)
+
+
+def test_help_says_what_each_option_does() -> None:
+    """Every option's help stands on its own: no pointers to text that is not there."""
+    text = G.build_parser().format_help()
+    assert "see below" not in text
+    threads = text[text.index("--threads") :]
+    assert "default 1" in threads and "tiny ops" in " ".join(threads.split())

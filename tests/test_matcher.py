@@ -227,3 +227,64 @@ def test_encode_prefix_of_a_complete_document_is_its_encoding_minus_open_tails(
             assert tok.decode(ids)[0].startswith(m.document(complete=False))
         else:
             assert ids[: len(prefix)] == prefix
+
+
+def _control_escapes(json_text: str) -> list[str]:
+    """The control characters (as JSON escapes or raw) in a piece of JSON text."""
+    found = []
+    i = 0
+    while i < len(json_text):
+        c = json_text[i]
+        if c == "\\" and i + 1 < len(json_text):
+            nxt = json_text[i + 1]
+            if nxt in "nrtbf":
+                found.append(json_text[i : i + 2])
+            elif nxt == "u":
+                code = int(json_text[i + 2 : i + 6], 16)
+                if code < 0x20 or code == 0x7F:
+                    found.append(json_text[i : i + 6])
+            i += 2
+            continue
+        if ord(c) < 0x20 or ord(c) == 0x7F:
+            found.append(repr(c))
+        i += 1
+    return found
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, str):
+        return "".join(c if 0x20 <= ord(c) != 0x7F else " " for c in value)
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
+
+
+def test_completions_are_readable_text(workflow_validator: Any) -> None:
+    """The smallest completion adds no NUL or control characters where printable text is
+    allowed (required strings, map keys), and still validates."""
+    tok = tct.load("github-workflow")
+    root = Path(__file__).resolve().parents[1]
+    docs = [
+        tct.read_yaml(p.read_text()) for p in sorted((root / "examples/workflows").glob("*.y*ml"))
+    ]
+    # Control characters in the documents themselves (newlines in scripts) are replaced, so any
+    # left in a completion came from the completion.
+    docs = [_printable(d) for d in docs] + [{"name": "CI", "on": "push", "jobs": {}}]
+    rng = random.Random(5)
+    checked = 0
+    for doc in docs[:6]:
+        ids = tok.encode_prefix(doc) if doc.get("jobs") == {} else tok.encode(doc)[:-1]
+        for cut in sorted({0, len(ids), *rng.sample(range(len(ids) + 1), min(6, len(ids) + 1))}):
+            m = tok.matcher()
+            for i in ids[:cut]:
+                m.advance(i)
+            partial = m.document(complete=False).rstrip(",")
+            completed = m.document(complete=True)
+            assert completed.startswith(partial), (partial[-60:], completed[-60:])
+            assert not _control_escapes(completed), (cut, completed[len(partial) - 40 :])
+            errors = [e.message for e in workflow_validator.iter_errors(json.loads(completed))]
+            assert not errors, (cut, completed[-200:], errors)
+            checked += 1
+    assert checked >= 20

@@ -491,12 +491,21 @@ def test_ctrl_c_saves_a_checkpoint_then_exits(shard: Path, tmp_path: Path) -> No
     proc = _start(shard, out, "--max-steps", "100000", "--save-every", "0")
     _wait_for(lambda: len(read_metrics(out / "metrics.jsonl")) >= 1, proc)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    out_text, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     steps = checkpoint.list_steps(out)
     assert len(steps) == 1 and steps[0] >= 5
     _, _, meta = checkpoint.load(out, steps[0], torch.device("cpu"))
     assert meta["step"] == steps[0] and meta["loader"]["rows_consumed"] == 8 * steps[0]
+    # The summary names the checkpoint it saved, whatever step the last metrics came from.
+    final = [
+        line for line in err.splitlines() + out_text.splitlines() if line.startswith("final: ")
+    ]
+    assert final, (out_text[-2000:], err[-2000:])
+    summary = json.loads(final[-1].removeprefix("final: "))
+    assert summary["checkpoint_step"] == steps[0], summary
+    assert Path(summary["checkpoint"]).name == f"model_{steps[0]:06d}.pt", summary
+    assert summary.get("step", summary.get("metrics_step")) <= steps[0]
 
 
 @pytest.mark.gpu
@@ -518,3 +527,21 @@ def test_cuda_bf16_run(shard: Path, tmp_path: Path) -> None:
     records = read_metrics(out / "metrics.jsonl")
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert records[-1]["mfu"] is not None
+
+
+def test_options_are_checked_in_reading_order(
+    shard: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first wrong option in --help's order is the one named, before anything is written."""
+    out = tmp_path / "run"
+    # A missing --data is named before a device that may be missing too, and --out stays unmade.
+    assert main(["--data", str(tmp_path / "nope.bin"), "--out", str(out), "--device", "cuda"]) == 2
+    assert "nope.bin" in capsys.readouterr().err
+    assert not out.exists()
+    # Good data, bad validation fraction: named before the later --max-steps and --device.
+    args = ["--data", str(shard), "--out", str(out), "--val-fraction", "1.5", "--max-steps", "0"]
+    assert main([*args, "--device", "cuda"]) == 2
+    assert "--val-fraction 1.5" in capsys.readouterr().err
+    assert main(["--data", str(shard), "--out", str(out), "--max-steps", "0"]) == 2
+    assert "--max-steps 0" in capsys.readouterr().err
+    assert not out.exists()

@@ -254,7 +254,8 @@ def training_documents(lm: LoadedModel, train_data: str | None) -> tuple[set[str
     return docs, f"{len(docs)} distinct training documents from {spec}"
 
 
-def validation_loss(lm: LoadedModel, val_spec: str, batch_size: int) -> dict[str, Any]:
+def open_validation_shard(lm: LoadedModel, val_spec: str) -> tuple[Any, TokenizerInfo]:
+    """The --data shard and its tokenizer, which must be the model's (cheap: memory-mapped)."""
     shard = read_shard(val_spec)
     info = TokenizerInfo.from_shard(shard)
     if info.hash != lm.tokenizer.hash:
@@ -262,6 +263,11 @@ def validation_loss(lm: LoadedModel, val_spec: str, batch_size: int) -> dict[str
             f"{shard.path}: encoded with tokenizer {info.name!r} ({info.hash}), the model with "
             f"{lm.tokenizer.name!r} ({lm.tokenizer.hash})"
         )
+    return shard, info
+
+
+def validation_loss(lm: LoadedModel, val_spec: str, batch_size: int) -> dict[str, Any]:
+    shard, info = open_validation_shard(lm, val_spec)
     docs = DocumentSet([shard], [np.arange(len(shard))])
     fmt = lm.meta.get("train_config", {}).get("window_format", "plain")
     loader = BatchLoader(
@@ -338,8 +344,12 @@ def sampling_config(args: argparse.Namespace) -> SamplingConfig:
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
+    # Options are checked in the order --help lists them: the checkpoint, --data, --schema,
+    # then --threads; a wrong --data is reported before the schema is read or anything runs.
     lm = load_model(args.checkpoint, args.tokenizer, args.device, args.dtype)
+    open_validation_shard(lm, args.data)
     validator = make_validator(Path(args.schema) if args.schema else lm.tokenizer)
+    set_cpu_threads(args.threads)
     report: dict[str, Any] = {
         "checkpoint": str(lm.model_path),
         "step": lm.meta.get("step"),
@@ -602,7 +612,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        set_cpu_threads(args.threads)
         report = run_eval(args)
     except (CheckpointError, DataError, ShardError, PromptError, tct.TctError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

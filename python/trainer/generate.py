@@ -343,7 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
         "slow today: milliseconds per id",
     )
     p.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (default 1, see below)"
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: one token per step is many tiny ops, where more "
+        "threads spin rather than work; raise it for big models and batches on idle cores)",
     )
     return p
 

@@ -1,10 +1,14 @@
 """Named model sizes with matching training defaults. Flags override any field.
 
-| preset | shape (d x layers x heads) | params (vocab 8192, untied) | context | batch | lr |
+| preset | shape (d x layers x heads) | parameters, vocab 8192 untied: all (without input embedding) | context | batch | lr |
 | --- | --- | --- | --- | --- | --- |
-| tiny   | 128 x 4 x 4   | 0.82M without embeddings (0.85M at vocab 260) | 256  | 8  | 1e-3 |
-| small  | 384 x 8 x 6   | 20.45M (the proof-of-concept model)            | 512  | 32 | 3e-4 |
-| medium | 768 x 12 x 12 | 97.5M                                           | 1024 | 32 | 3e-4 |
+| tiny   | 128 x 4 x 4   | 2.88M (1.84M)                              | 256  | 8  | 1e-3 |
+| small  | 384 x 8 x 6   | 20.45M (17.31M), the proof-of-concept model | 512  | 32 | 3e-4 |
+| medium | 768 x 12 x 12 | 97.54M (91.25M)                            | 1024 | 32 | 3e-4 |
+
+Parameter counts, here, in the README and in the trainer's log, count every tensor once
+(`GPT.num_params()`); the figure in brackets drops the input embedding table, a lookup rather
+than a matmul (`num_params(non_embedding=True)`).
 
 `tiny` is for CPU tests and laptops; its eval budget is small so that evaluation does not dominate.
 """

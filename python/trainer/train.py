@@ -1,6 +1,6 @@
 """Train a GPT on TCT token shards.
 
-    # CPU, tiny model (about 1M parameters), a couple of minutes on a laptop:
+    # CPU, tiny model (2.88M parameters at vocab 8192), a couple of minutes on a laptop:
     python -m trainer.train --data out.bin --preset tiny --max-steps 200 --out runs/tiny
     # one GPU, the proof-of-concept model (384 d x 8 layers x 6 heads, context 512, batch 32):
     python -m trainer.train --data out.bin --preset small --max-steps 5000 --out runs/small --compile
@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tct.shard import ShardError
 
 from . import checkpoint, distributed
-from .data import WINDOW_FORMATS, BatchLoader, DataError, load_data
+from .data import WINDOW_FORMATS, BatchLoader, DataError, find_shards, load_data, open_shards
 from .distributed import DistInfo, print0
 from .metrics import MetricsLog, device_name, peak_flops, plot_loss_curve, truncate_metrics
 from .model import GPT, GPTConfig
@@ -165,9 +165,25 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, dict[str, Any], dic
     explicit_train = {k: v for k, v in ns.items() if k in train_names}
     explicit_model = {k: v for k, v in ns.items() if k not in train_names}
     tcfg = TrainConfig(**{**preset["train"], **explicit_train})
+    check_in_reading_order(tcfg)
+    return tcfg, {**preset["model"], **explicit_model}, explicit_model
+
+
+def check_in_reading_order(tcfg: TrainConfig) -> None:
+    """Report the first wrong option in the order `--help` lists them (data, then validation,
+    then numbers; the device is checked next, by `distributed.setup`), before anything is
+    written: a typo in --data is named as such, not as a missing GPU or a stray --out folder."""
     if not tcfg.data:
         raise DataError("--data is required")
-    return tcfg, {**preset["model"], **explicit_model}, explicit_model
+    open_shards(find_shards(tcfg.data))
+    if tcfg.val_data is not None:
+        open_shards(find_shards(tcfg.val_data))
+    if not 0.0 <= tcfg.val_fraction < 1.0:
+        raise DataError(f"--val-fraction {tcfg.val_fraction}: expected 0 <= fraction < 1")
+    for name in ("batch_size", "grad_accum", "max_steps"):
+        if getattr(tcfg, name) < 1:
+            flag = "--" + name.replace("_", "-")
+            raise DataError(f"{flag} {getattr(tcfg, name)}: expected at least 1")
 
 
 class StopRequest:
@@ -211,14 +227,14 @@ def train(
 ) -> int:
     device = di.device
     out = Path(tcfg.out)
+    # ---- data (before --out is created: wrong data writes nothing) ---------------------------
+    data = load_data(tcfg.data, tcfg.val_data, tcfg.val_fraction)
     if di.is_master:
         out.mkdir(parents=True, exist_ok=True)
         for p in checkpoint.remove_stale_temporaries(out):
             print0(f"removed an unfinished checkpoint file from a killed run: {p}")
     distributed.barrier()
 
-    # ---- data ------------------------------------------------------------------------------
-    data = load_data(tcfg.data, tcfg.val_data, tcfg.val_fraction)
     tok = data.tokenizer
     needed_vocab = tok.model_vocab_size(tcfg.window_format)
 
@@ -380,6 +396,11 @@ def train(
         path = checkpoint.save(out, step, raw_model.state_dict(), optimizer.state_dict(), meta)
         checkpoint.prune(out, tcfg.keep_checkpoints)
         bar.write(f"step {step}: saved {path.name}")
+        saved.update(checkpoint_step=step, checkpoint=str(checkpoint.paths(out, step)["model"]))
+
+    # The last checkpoint written: the summary names it, since an interrupt saves at the step it
+    # stopped on while the metrics it reports come from the last log step before.
+    saved: dict[str, Any] = {}
 
     # ---- the loop ------------------------------------------------------------------------------
     step = start_step
@@ -488,8 +509,13 @@ def train(
     if di.is_master:
         if plot_loss_curve(metrics_path, out / "loss_curve.png"):
             print0(f"loss curve: {out / 'loss_curve.png'}")
-        if last_record:
-            print0("final: " + json.dumps({k: v for k, v in last_record.items() if v is not None}))
+        if last_record or saved:
+            summary = {k: v for k, v in last_record.items() if v is not None}
+            if last_record and saved and last_record["step"] != saved["checkpoint_step"]:
+                # Name both steps plainly: the metrics are older than the checkpoint.
+                summary["metrics_step"] = summary.pop("step")
+            summary.update(saved)
+            print0("final: " + json.dumps(summary))
     distributed.barrier()
     return exit_code
 

@@ -380,6 +380,36 @@ pub struct StrState {
 
 const MATCHED: u32 = u32::MAX;
 
+/// Printable ASCII in the order completions try it: letters, then digits, then the rest of
+/// 0x20..0x7F. Shortest completions stay shortest; among equally short ones the first readable
+/// choice wins (`"a"` rather than `" "`), so completed documents read as text.
+pub const READABLE: [u8; 95] = {
+    let mut out = [0u8; 95];
+    let mut n = 0;
+    let mut pass = 0;
+    while pass < 4 {
+        let mut b = 0x20u8;
+        while b < 0x7F {
+            let class = if b.is_ascii_lowercase() {
+                0
+            } else if b.is_ascii_uppercase() {
+                1
+            } else if b.is_ascii_digit() {
+                2
+            } else {
+                3
+            };
+            if class == pass {
+                out[n] = b;
+                n += 1;
+            }
+            b += 1;
+        }
+        pass += 1;
+    }
+    out
+};
+
 impl StrSpec {
     pub fn new(
         min_len: u64,
@@ -654,7 +684,7 @@ impl StrSpec {
                 continue;
             }
             let range: Box<dyn Iterator<Item = u8>> = if s.utf8 == 0 {
-                Box::new(0x20u8..0x7F)
+                Box::new(READABLE.iter().copied())
             } else {
                 Box::new(0x80u8..=0xBF)
             };

@@ -4,7 +4,7 @@
 use super::*;
 use crate::compile::header::header_feasible;
 use crate::numbers::{num_accepting, num_feasible, num_next, num_part};
-use crate::strings::utf8_step;
+use crate::strings::{utf8_step, READABLE};
 
 impl Machine {
     /// Mark in `out` (indexed by base id) every base token that `step` would accept and after
@@ -319,6 +319,27 @@ impl Machine {
                     }
                 }
             }
+            Frame::Value(n) if matches!(self.node(*n), Node::Str(_) | Node::Num(_)) => {
+                // The first token opens the value: choose it as the opened frame would (an
+                // empty string or "0" rather than the lowest byte id, which is NUL).
+                let mut opened = self.clone();
+                opened.out = None;
+                let depth = opened.stack.len();
+                opened.open_top();
+                if opened.stack.len() >= depth
+                    && !matches!(opened.stack.last(), Some(Frame::Value(_)))
+                {
+                    if let Ok(t) = opened.next_completion_token(allowed) {
+                        allowed.fill(false);
+                        self.allowed(allowed);
+                        if ok_after(allowed, t) {
+                            return Ok(t);
+                        }
+                    }
+                    allowed.fill(false);
+                    self.allowed(allowed);
+                }
+            }
             Frame::Value(n) => {
                 if let Node::Union(bs) = self.node(*n) {
                     let best = bs
@@ -343,10 +364,17 @@ impl Machine {
             }
             _ => {}
         }
-        allowed
+        // Otherwise the first allowed id, readable bytes first (a map key or string content
+        // of "a" rather than NUL).
+        READABLE
             .iter()
-            .position(|&a| a)
-            .map(|p| p as u32)
+            .map(|&b| b as u32)
+            .find(|&b| ok_after(allowed, b))
+            .or_else(|| allowed.iter().position(|&a| a).map(|p| p as u32))
             .ok_or_else(|| "no token can complete this document".to_string())
     }
+}
+
+fn ok_after(allowed: &[bool], t: u32) -> bool {
+    allowed.get(t as usize).copied().unwrap_or(false)
 }

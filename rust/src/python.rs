@@ -513,16 +513,11 @@ impl PyMatcher {
                 "index {index} is outside the bitmask's {rows} rows"
             )));
         }
-        let mut view = bitmask
-            .try_readwrite()
-            .map_err(|e| PyValueError::new_err(format!("bitmask is not writable: {e}")))?;
-        let all = view
-            .as_slice_mut()
-            .map_err(|_| PyValueError::new_err("bitmask must be C-contiguous"))?;
-        let row = &mut all[index * width..(index + 1) * width];
         let inner = &mut this.inner;
-        py.detach(|| inner.fill_bitmask(row));
-        Ok(())
+        with_words(bitmask, |all| {
+            let row = &mut all[index * width..(index + 1) * width];
+            py.detach(|| inner.fill_bitmask(row))
+        })
     }
 
     /// Undo the last `n` accepted ids (the budget too).
@@ -643,6 +638,20 @@ fn bitmask_shape(bitmask: &Bound<'_, PyArray2<i32>>, vocab_size: u32) -> PyResul
     Ok((rows, width))
 }
 
+/// Run `f` on the words of `bitmask`, which must be writable and C-contiguous.
+fn with_words<R>(
+    bitmask: &Bound<'_, PyArray2<i32>>,
+    f: impl FnOnce(&mut [i32]) -> R,
+) -> PyResult<R> {
+    let mut view = bitmask
+        .try_readwrite()
+        .map_err(|e| PyValueError::new_err(format!("bitmask is not writable: {e}")))?;
+    let all = view
+        .as_slice_mut()
+        .map_err(|_| PyValueError::new_err("bitmask must be C-contiguous"))?;
+    Ok(f(all))
+}
+
 /// Fill row i of `bitmask` for `matchers[i]`, in parallel with the GIL released.
 #[pyfunction]
 #[pyo3(signature = (matchers, bitmask, num_threads = None))]
@@ -675,18 +684,13 @@ fn fill_next_token_bitmask_batch(
             "num_threads must be at least 1 (or None)",
         ));
     }
-    let mut view = bitmask
-        .try_readwrite()
-        .map_err(|e| PyValueError::new_err(format!("bitmask is not writable: {e}")))?;
-    let all = view
-        .as_slice_mut()
-        .map_err(|_| PyValueError::new_err("bitmask must be C-contiguous"))?;
     let n = matchers.len();
     let mut matchers = matchers;
     let mut inners: Vec<&mut GuidedMatcher> = matchers.iter_mut().map(|m| &mut m.inner).collect();
-    let all = &mut all[..n * width];
-    py.detach(|| fill_bitmask_batch(&mut inners, all, width, num_threads));
-    Ok(())
+    with_words(bitmask, |all| {
+        let all = &mut all[..n * width];
+        py.detach(|| fill_bitmask_batch(&mut inners, all, width, num_threads))
+    })
 }
 
 /// A rules overlay compiled and prepared for one tokenizer's matchers.

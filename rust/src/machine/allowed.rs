@@ -7,6 +7,22 @@ use crate::numbers::{num_accepting, num_feasible, num_next, num_part};
 use crate::strings::{utf8_step, READABLE};
 
 impl Machine {
+    /// A scratch machine over `stack` alone (no output, no frames below), for asking what a
+    /// value that has not opened yet would allow first.
+    fn scratch_on(&self, stack: Vec<Frame>) -> Machine {
+        Machine {
+            g: self.g.clone(),
+            mode: self.mode,
+            stack,
+            out: None,
+            relax_counts: self.relax_counts,
+            below: 0,
+            high_water: 0,
+            floor: 0,
+            spare: Vec::new(),
+        }
+    }
+
     /// Mark in `out` (indexed by base id) every base token that `step` would accept and after
     /// which the document can still be completed (strict mode).
     pub fn allowed(&self, out: &mut [bool]) {
@@ -49,17 +65,7 @@ impl Machine {
                         stack.push(self.stack[n0 - 2].clone());
                     }
                     stack.push(Frame::Value(*n));
-                    let mut scratch = Machine {
-                        g: self.g.clone(),
-                        mode: self.mode,
-                        stack,
-                        out: None,
-                        relax_counts: self.relax_counts,
-                        below: 0,
-                        high_water: 0,
-                        floor: 0,
-                        spare: Vec::new(),
-                    };
+                    let mut scratch = self.scratch_on(stack);
                     let depth = scratch.stack.len();
                     scratch.open_top();
                     if scratch.stack.len() >= depth {
@@ -212,20 +218,10 @@ impl Machine {
                     set(ITEM);
                 } else {
                     // The first tokens of a fresh item: settle a scratch copy and ask it.
-                    let mut scratch = Machine {
-                        g: self.g.clone(),
-                        mode: self.mode,
-                        stack: vec![
-                            self.stack.last().cloned().unwrap_or(Frame::Generic),
-                            Frame::Value(item),
-                        ],
-                        out: None,
-                        relax_counts: self.relax_counts,
-                        below: 0,
-                        high_water: 0,
-                        floor: 0,
-                        spare: Vec::new(),
-                    };
+                    let mut scratch = self.scratch_on(vec![
+                        self.stack.last().cloned().unwrap_or(Frame::Generic),
+                        Frame::Value(item),
+                    ]);
                     scratch.settle();
                     if scratch.stack.len() >= 2 {
                         scratch.allowed(out);

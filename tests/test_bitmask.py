@@ -40,7 +40,9 @@ def corpus_ids(n: int) -> list[list[int]]:
         return out
     if os.environ.get("TCT_REQUIRE_DATA"):
         pytest.fail(f"data directory {DATA_DIR} not found")
-    return [TOK.random_document(seed, 200)[0] for seed in range(min(n, 30))]
+    # The walk's own ids stop where it was cut; its closed document (the smallest valid
+    # completion) is the whole document to walk.
+    return [TOK.encode(TOK.random_document(seed, 200)[1]) for seed in range(min(n, 30))]
 
 
 def unpack(bitmask: Any, vocab: int) -> np.ndarray:

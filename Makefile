@@ -18,6 +18,9 @@ CLIPPY_FLAGS := -- -D warnings
 # profile) into python/tct/. --no-build-isolation uses the maturin installed just before.
 install:
 	$(PIP) install 'maturin>=1.5,<2' ruff 'mypy>=1.10'
+	@# An editable install under the package's former distribution name, `tct`, would shadow
+	@# this one (its .pth file sorts first); pip only warns when it is absent.
+	$(PIP) uninstall -y tct
 	$(PIP) install --no-build-isolation -e '.[test,train,bench,eval,hf]'
 
 # mypy.stubtest checks the hand-written stubs (_tct.pyi) against the built extension.

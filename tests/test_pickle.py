@@ -79,6 +79,22 @@ def test_save_and_from_file(tok: tct.Tokenizer, tmp_path: Path) -> None:
         tct.Tokenizer.from_file(path)
 
 
+def test_save_errors_name_the_path_and_leave_nothing(tok: tct.Tokenizer, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir" / "tok.json"
+    with pytest.raises(FileNotFoundError) as err:
+        tok.save(missing)
+    assert err.value.filename == str(missing)
+    # Replacing an existing file: the old one stays until the new one is whole.
+    path = tmp_path / "tok.json"
+    path.write_bytes(b"old")
+    tok.save(str(path))
+    assert path.read_bytes() == tok.to_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok.json"]
+    with pytest.raises(IsADirectoryError):
+        tok.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok.json"]
+
+
 def test_workflow_tokenizer_pickles(workflow_tokenizer: tct.Tokenizer, workflow_corpus) -> None:
     clone = pickle.loads(pickle.dumps(workflow_tokenizer))
     docs = [r["json"] for r in workflow_corpus[:200]]

@@ -421,14 +421,10 @@ class Tokenizer:
         return self._core.to_bytes()
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write `to_bytes()` to `path` atomically (a temporary file, then a rename)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            tmp.write_bytes(self._core.to_bytes())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        """Write `to_bytes()` to `path` atomically: a temporary file beside it, fsynced, then
+        renamed over it, so the file is whole or absent even after a crash. `OSError` names the
+        path."""
+        self._core.save(path)
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         return (_tokenizer_from_bytes, (self._core.to_bytes(),))

@@ -47,9 +47,9 @@ struct Cached {
     pool: Arc<rayon::ThreadPool>,
 }
 
-/// The pool of the most recent request, reused while pid and size stay the same (building a
-/// pool costs about a millisecond of thread starts; `encode_batch` on a few documents is faster
-/// than that).
+/// The pool of the most recent request, reused while pid and size stay the same.
+// Building a pool costs about a millisecond of thread starts; `encode_batch` on a few
+// documents is faster than that.
 static POOL: Mutex<Option<Cached>> = Mutex::new(None);
 
 /// A pool of `threads` workers that belongs to this process.

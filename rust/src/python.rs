@@ -22,7 +22,7 @@ use crate::bitmask::{bitmask_width, fill_bitmask_batch, GuidedMatcher};
 use crate::error::{DecodeError, EncodeError, SchemaError};
 use crate::tokenizer::{Encoding, Tokenizer};
 use numpy::{Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyList, PyString, PyType};
@@ -797,6 +797,20 @@ impl PyTokenizer {
         let inner = &self.inner;
         let bytes = py.detach(|| inner.to_bytes());
         PyBytes::new(py, &bytes)
+    }
+
+    /// Write the tokenizer file to `path` atomically (temporary file, fsync, rename).
+    fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+        let inner = &self.inner;
+        py.detach(|| inner.save(&path)).map_err(|e| {
+            let msg = e.to_string();
+            let name = path.display().to_string();
+            match e.raw_os_error() {
+                // OSError(errno, strerror, filename) picks the subclass (FileNotFoundError, ...).
+                Some(errno) => PyOSError::new_err((errno, msg, name)),
+                None => PyOSError::new_err(format!("{name}: {msg}")),
+            }
+        })
     }
 
     /// Encode one JSON document (UTF-8 bytes) to ids.

@@ -128,6 +128,12 @@ impl Tokenizer {
         self.inner.file.to_bytes()
     }
 
+    /// Writes [`Tokenizer::to_bytes`] to `path` atomically: the file appears whole (synced to
+    /// disk) or not at all, and an existing file is replaced only by a complete one.
+    pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        crate::atomic_file::write(path, &self.to_bytes())
+    }
+
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SchemaError> {
         Self::from_file(TokenizerFile::from_bytes(bytes)?)
     }

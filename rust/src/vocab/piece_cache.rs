@@ -22,13 +22,15 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-/// The cache is emptied when it holds this many pieces. The corpus has ~100k distinct pieces
-/// per 3,000 documents; a cache that is emptied before a pass over its working set repeats
-/// gets almost no hits (measured: 64k entries gave no gain over no cache on that sample).
+/// The cache is emptied when it holds this many pieces.
+// The corpus has ~100k distinct pieces per 3,000 documents; a cache that is emptied before a
+// pass over its working set repeats gets almost no hits (measured: 64k entries gave no gain
+// over no cache on that sample).
 const CACHE_ENTRIES: usize = 1 << 18;
 
-/// Hashes a piece (a `[u32]`) eight bytes at a time; the std SipHash and the byte-wise
-/// fallback of `PairHasher` are several times slower on these keys.
+/// Hashes a piece (a `[u32]`) eight bytes at a time.
+// The std SipHash and the byte-wise fallback of `PairHasher` are several times slower on
+// these keys.
 #[derive(Default, Clone, Copy)]
 struct PieceHasher(u64);
 

@@ -334,9 +334,9 @@ impl ShortestTable {
         }
     }
 
-    /// [`Self::encode_into`] for a whole word of a document, memoized as a whole first: most
-    /// words recur verbatim (in one pass over the corpus, 89% of the base ids are in a word
-    /// seen before), and one hash and probe per word costs less than one per piece.
+    /// [`Self::encode_into`] for a whole word of a document, memoized as a whole first.
+    // Most words recur verbatim (in one pass over the corpus, 89% of the base ids are in a
+    // word seen before), and one hash and probe per word costs less than one per piece.
     pub(crate) fn encode_word(&self, word: &[u32], out: &mut Vec<u32>, sc: &mut Scratch) {
         if word.len() < 2 || word.len() > CACHE_MAX_WORD || self.uid == 0 {
             return self.encode_into(word, out, sc);

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Entries, ids (prefixes and values) and text bytes kept at most; then the cache is emptied.
-/// The whole corpus (33k documents) has ~190k distinct words, ~12 MB of text.
+// Sized for the whole corpus (33k documents): ~190k distinct words, ~12 MB of text.
 const MAX_ENTRIES: usize = 1 << 19;
 const MAX_IDS: usize = 1 << 23;
 const MAX_TEXT: usize = 1 << 25;

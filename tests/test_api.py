@@ -513,3 +513,15 @@ def test_read_corpus_and_tct_encode_read_the_same_documents(tmp_path: Path) -> N
         list(tct.read_corpus(jl, field="yaml"))
     with pytest.raises(tct.CorpusError, match="nothing-here"):
         list(tct.read_corpus(tmp_path / "nothing-here"))
+
+
+def test_read_corpus_raises_on_a_corrupt_gzip_stream_even_when_skipping(tmp_path: Path) -> None:
+    import gzip
+
+    data = bytearray(gzip.compress(('{"on": "push", "jobs": {}}\n' * 3000).encode()))
+    data[len(data) // 2] ^= 0x10  # one bit flip inside the deflate data
+    src = tmp_path / "c.jsonl.gz"
+    src.write_bytes(bytes(data))
+    for skip in (False, True):
+        with pytest.raises(tct.CorpusError, match="corrupt gzip stream"):
+            list(tct.read_corpus(src, skip_rejected=skip))

@@ -1,8 +1,9 @@
 """`tct-encode`: the CLI end to end (python -m tct.cli_encode in a subprocess, like a user).
 
 Fixtures are small trees and JSONL files written to tmp dirs, plus a few hundred real workflows
-from ../shared/data (skipped when the data is not there). Until the bundled trained tokenizer
-exists the tests use the untrained base tokenizer of the github-workflow schema (--schema).
+from ../shared/data (skipped when the data is not there). Most tests use the untrained base
+tokenizer of the github-workflow schema (--schema): the codec paths are the same as the bundled
+tokenizer's, and the ids are easy to check by hand.
 """
 
 from __future__ import annotations
@@ -592,3 +593,22 @@ def test_a_corrupt_gzip_stream_is_reported_once_and_nothing_is_written(tmp_path)
     assert "cannot be trusted" in err
     assert "invalid JSON" not in err
     assert not (tmp_path / "out").exists() or no_outputs(tmp_path / "out", "o")
+
+
+def test_a_signal_after_publishing_keeps_the_complete_outputs(tmp_path, tok):
+    """The last progress call comes after the outputs are published: an interrupt seen there
+    must not be reported as "nothing was written" while complete files exist."""
+    from tct import _tct
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.json").write_text(json.dumps(WORKFLOW), encoding="utf-8")
+    out = tmp_path / "o.bin"
+
+    def progress(p):
+        if p["finished"]:
+            raise KeyboardInterrupt
+
+    summary = _tct.encode_corpus(tok._core, str(src), str(out), progress=progress)
+    assert summary["train"]["documents"] == 1
+    assert out.is_file() and out.with_suffix(".meta.json").is_file()

@@ -142,3 +142,25 @@ def test_missing_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_empty_input(binary: str) -> None:
     assert lint.lint_documents([], binary=binary) == []
     assert lint.summarize([])["lint_all"] is None
+
+
+def test_a_crash_on_a_batch_is_split_down_to_single_documents(tmp_path) -> None:
+    """actionlint panics on some pairs of documents it lints fine one by one: a fake binary that
+    crashes on any batch of several files, and on a file holding CRASH even alone."""
+    fake = tmp_path / "actionlint"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'n=0; for a in "$@"; do case "$a" in *.yml) n=$((n+1)); f="$a";; esac; done\n'
+        'if [ "$n" -gt 1 ] || grep -q CRASH "$f"; then\n'
+        '  echo "panic: assignment to entry in nil map" >&2; exit 2; fi\n'
+        "echo '[]'\n",
+        encoding="utf-8",
+    )
+    fake.chmod(0o755)
+    docs = [GOOD, {**GOOD, "name": "CRASH"}, GOOD, GOOD, GOOD]
+    results = lint.lint_documents(docs, binary=str(fake))
+    assert [r.passes_all for r in results] == [True, False, True, True, True]
+    assert results[1].kinds == {lint.CRASHED} and not results[1].passes_semantic
+    assert "crashed" in (results[1].error or "")
+    summary = lint.summarize(results)
+    assert summary["unclassified_kinds"] == [] and summary["lint_all"] == 0.8

@@ -769,7 +769,8 @@ def read_corpus(
     (`"/payload/doc"`), for records like `{"repo", "path", "yaml", "json"}`; a record whose
     field is null holds no document and is skipped. An input that is
     not a document (bad JSON/YAML, missing field, a symlink out of the tree) raises
-    `CorpusError` naming it, or is skipped with `skip_rejected=True`.
+    `CorpusError` naming it, or is skipped with `skip_rejected=True`. A damaged `.jsonl.gz`
+    stream always raises `CorpusError`.
 
     `text=True` yields each document as compact JSON text instead of Python values: exactly
     what `tct-encode` encodes (a JSON input's number texts such as `1.50` are kept as written;
@@ -791,7 +792,16 @@ def _corpus_entries(
         reader = _tct.CorpusReader(os.fspath(path), field, follow_symlinks, group_field)
     except ValueError as e:
         raise CorpusError(str(e), source=os.fspath(path)) from e
-    for source, doc, error, group in reader:
+    entries = iter(reader)
+    while True:
+        try:
+            source, doc, error, group = next(entries)
+        except StopIteration:
+            return
+        except ValueError as e:
+            # A damaged stream (corrupt gzip): raised even with `skip_rejected`, since what
+            # follows the damage cannot be read and what precedes it cannot be trusted.
+            raise CorpusError(str(e), source=os.fspath(path)) from e
         if doc is not None:
             yield doc, group
         elif error is not None and not skip_rejected:

@@ -193,7 +193,7 @@ def read_yaml(text: str) -> str:
 class CorpusReader:
     """The inputs of a corpus in tct-encode's order: `(source, json_text, error, group)` each,
     at most one of `json_text` and `error` not `None` (neither: the record's `field` is null);
-    `group` is the record's `group_field`."""
+    `group` is the record's `group_field`. A damaged stream (corrupt gzip) raises `ValueError`."""
 
     def __new__(
         cls,

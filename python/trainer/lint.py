@@ -79,6 +79,8 @@ KNOWLEDGE_KINDS = frozenset(
 
 # Not an actionlint kind: the document could not be written as YAML at all.
 UNLINTABLE = "not-yaml"
+# Not an actionlint kind: actionlint itself crashed on this document, linted alone.
+CRASHED = "actionlint-crash"
 
 
 class LintError(tct.TctError):
@@ -117,14 +119,16 @@ class DocLint:
     """actionlint's verdict on one document."""
 
     findings: list[Finding] = field(default_factory=list)
-    # Set when the document could not be written as YAML (then it was not linted).
+    # Set when the document could not be written as YAML, or when actionlint crashed on it
+    # alone (then it has no findings): `error_kind` says which.
     error: str | None = None
+    error_kind: str = UNLINTABLE
 
     @property
     def kinds(self) -> set[str]:
         kinds = {f.kind for f in self.findings}
         if self.error is not None:
-            kinds.add(UNLINTABLE)
+            kinds.add(self.error_kind)
         return kinds
 
     @property
@@ -199,7 +203,10 @@ def lint_documents(
 
     All documents of a batch (`batch_size`, to stay well inside the command-line limit) go to one
     actionlint process. A document that cannot be written as YAML (NaN, a non-JSON type, text
-    that is not UTF-8) is reported in its `DocLint.error`, not raised.
+    that is not UTF-8) is reported in its `DocLint.error`, not raised. When actionlint crashes
+    on a batch (it panics on some combinations of documents that it lints fine one by one), the
+    batch is linted again in halves, down to single documents; a document it crashes on alone
+    gets the kind `actionlint-crash` (counted against both pass shares).
     """
     binary = binary or find_actionlint()
     results = [DocLint() for _ in docs]
@@ -259,7 +266,21 @@ def _run_batch(
         raise LintError(
             f"actionlint took more than {timeout:.0f} s on {len(batch)} documents"
         ) from exc
-    # 0: no errors, 1: errors found; anything else is actionlint failing.
+    # 0: no errors, 1: errors found; anything else is actionlint failing. A Go panic (exit 2
+    # with a "panic:" trace) is a crash inside actionlint, seen on some pairs of generated
+    # documents that each lint cleanly alone: split the batch rather than lose all of it.
+    crashed = proc.returncode == 2 and b"panic:" in proc.stderr
+    if crashed and len(batch) > 1:
+        half = len(batch) // 2
+        _run_batch(binary, root, config, batch[:half], results, timeout)
+        _run_batch(binary, root, config, batch[half:], results, timeout)
+        return
+    if crashed:
+        (i, _name) = batch[0]
+        trace = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        results[i].error = f"actionlint crashed on this document: {trace[0] if trace else ''}"
+        results[i].error_kind = CRASHED
+        return
     if proc.returncode not in (0, 1):
         raise LintError(
             f"actionlint failed (exit {proc.returncode}): "
@@ -296,7 +317,7 @@ def summarize(results: Iterable[DocLint]) -> dict[str, Any]:
     per_kind: Counter[str] = Counter()
     for r in results:
         per_kind.update(r.kinds)
-    known = SEMANTIC_KINDS | KNOWLEDGE_KINDS | {UNLINTABLE}
+    known = SEMANTIC_KINDS | KNOWLEDGE_KINDS | {UNLINTABLE, CRASHED}
     return {
         "n": n,
         "lint_all": sum(r.passes_all for r in results) / n if n else None,

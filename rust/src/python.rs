@@ -1194,8 +1194,12 @@ fn encode_corpus<'py>(
             &mut on_progress,
         )
     });
-    if let Some(e) = callback_error {
-        return Err(e);
+    match (&result, callback_error) {
+        // The run published its outputs before the last progress call: a signal seen there came
+        // too late to stop anything, and reporting it as an interrupt would claim that nothing
+        // was written while complete outputs exist.
+        (Ok(_), _) | (Err(_), None) => {}
+        (Err(_), Some(e)) => return Err(e),
     }
     let summary = match result {
         Ok(s) => s,
@@ -1257,7 +1261,9 @@ fn read_yaml(py: Python<'_>, text: &str) -> PyResult<String> {
 /// `tct-encode`'s order, read and parsed by the same Rust code. Iterating yields `(source,
 /// json_text, error, group)`: at most one of `json_text` and `error` (why the input is
 /// rejected) is not `None` (neither: the record's `field` is null, it holds no document);
-/// `group` is the input's `group_field`, if it has one.
+/// `group` is the input's `group_field`, if it has one. A damaged input stream (a corrupt gzip
+/// stream) raises `ValueError` instead: nothing read from it can be trusted, so it is not an
+/// entry to skip.
 #[pyclass(name = "CorpusReader", module = "tct._tct", unsendable)]
 struct PyCorpusReader {
     input: crate::corpus::sources::Input,
@@ -1292,15 +1298,20 @@ impl PyCorpusReader {
     fn __next__(
         &mut self,
         py: Python<'_>,
-    ) -> Option<(String, Option<String>, Option<String>, Option<String>)> {
-        let item = self.input.next()?;
+    ) -> PyResult<Option<(String, Option<String>, Option<String>, Option<String>)>> {
+        let Some(item) = self.input.next() else {
+            return Ok(None);
+        };
+        if let crate::corpus::sources::Payload::Corrupt(reason) = &item.payload {
+            return Err(PyValueError::new_err(reason.clone()));
+        }
         let (field, group_field) = (self.field.as_deref(), self.group_field.as_deref());
         let (source, result) = py.detach(|| crate::corpus::read_document(item, field, group_field));
-        Some(match result {
+        Ok(Some(match result {
             Ok(Some((text, group))) => (source, Some(text), None, group),
             Ok(None) => (source, None, None, None),
             Err(reason) => (source, None, Some(reason), None),
-        })
+        }))
     }
 }
 

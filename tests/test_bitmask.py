@@ -151,6 +151,10 @@ def test_batch_fill_equals_the_per_matcher_fill() -> None:
         matchers[0].fill_next_token_bitmask(np.zeros((1, 3), np.int32))
     with pytest.raises(TypeError):
         matchers[0].fill_next_token_bitmask(np.zeros((1, 256), np.int64))
+    with pytest.raises(ValueError, match=r"matchers\[2\] is the same Matcher"):
+        tct.fill_next_token_bitmask_batch([matchers[0], matchers[1], matchers[0]], batch)
+    with pytest.raises(TypeError):
+        tct.fill_next_token_bitmask_batch([matchers[0], "not a matcher"], batch)
     npmask = np.zeros((2, (V + 31) // 32), np.int32)
     matchers[5].fill_next_token_bitmask(npmask, 1)
     assert np.array_equal(unpack(npmask, V)[1], matchers[5].allowed()) and not npmask[0].any()

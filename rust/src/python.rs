@@ -655,12 +655,28 @@ fn with_words<R>(
 /// Fill row i of `bitmask` for `matchers[i]`, in parallel with the GIL released.
 #[pyfunction]
 #[pyo3(signature = (matchers, bitmask, num_threads = None))]
-fn fill_next_token_bitmask_batch(
-    py: Python<'_>,
-    matchers: Vec<PyRefMut<'_, PyMatcher>>,
-    bitmask: &Bound<'_, PyAny>,
+fn fill_next_token_bitmask_batch<'py>(
+    py: Python<'py>,
+    matchers: Vec<Bound<'py, PyMatcher>>,
+    bitmask: &Bound<'py, PyAny>,
     num_threads: Option<usize>,
 ) -> PyResult<()> {
+    // Borrowed one by one (not extracted as `PyRefMut`s), so that a matcher in use elsewhere is
+    // a `MatcherBusyError` and one listed twice a clear `ValueError`, not PyO3's RuntimeError.
+    let mut borrowed: Vec<MatcherMut<'py>> = Vec::with_capacity(matchers.len());
+    for (i, m) in matchers.iter().enumerate() {
+        match m.try_borrow_mut() {
+            Ok(b) => borrowed.push(b),
+            Err(_) if matchers[..i].iter().any(|earlier| earlier.is(m)) => {
+                return Err(PyValueError::new_err(format!(
+                    "matchers[{i}] is the same Matcher as an earlier entry: each row needs its \
+                     own matcher (matcher.fork())"
+                )))
+            }
+            Err(_) => return Err(matcher_busy(py)),
+        }
+    }
+    let matchers = borrowed;
     let bitmask = &bitmask_array(bitmask)?;
     let Some(first) = matchers.first() else {
         return Ok(());

@@ -18,6 +18,10 @@ Run::
     python benches/compression.py --skip-tct            # baselines only
     python benches/compression.py --tct tok.json        # TCT from a trained tokenizer file
     python benches/compression.py --write-split /tmp/s  # also write train/heldout JSONL there
+    python benches/compression.py --tct tok.json --breakdown 300  # + where TCT's ids go
+
+``--breakdown N`` walks N held-out documents id by id and reports TCT's ids by kind and by
+schema location (``benches/token_breakdown.py``).
 
 ``--write-split`` writes ``train.jsonl`` and ``heldout.jsonl`` (one compact JSON document per
 line) so that other experiments (e.g. the Rust vocabulary experiments) use the same split.
@@ -131,7 +135,9 @@ def hf_bpe_row(train_texts: Sequence[str], texts: Sequence[str], cache: Path | N
     )
 
 
-def tct_row(args, train_docs: list, held_docs: list, train_repos: list[str]) -> dict | None:
+def tct_row(
+    args, train_docs: list, held_docs: list, train_repos: list[str]
+) -> tuple[dict, object] | None:
     """TCT-8192 through the Python package; None (with a note) if the package lacks it."""
     try:
         import tct
@@ -162,7 +168,7 @@ def tct_row(args, train_docs: list, held_docs: list, train_repos: list[str]) -> 
     row = summarize(counts)
     row["name"] = f"TCT-{tok.vocab_size}"
     row["seconds"] = time.perf_counter() - t
-    return row
+    return row, tok
 
 
 def print_table(rows: list[dict], reference: dict | None) -> None:
@@ -192,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--hf-cache", type=Path, help="save/load the HF BPE-8192 here")
     ap.add_argument("--write-split", type=Path, help="write train.jsonl / heldout.jsonl here")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
+    ap.add_argument(
+        "--breakdown", type=int, default=0, metavar="N", help="where TCT's ids go, N documents"
+    )
     args = ap.parse_args(argv)
 
     t = time.perf_counter()
@@ -224,9 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     held_texts = [compact(d) for d in held_docs]
 
     rows = []
+    tok = None
     if not args.skip_tct:
-        row = tct_row(args, train_docs, held_docs, [r["repo"] for r in train])
-        if row:
+        got = tct_row(args, train_docs, held_docs, [r["repo"] for r in train])
+        if got:
+            row, tok = got
             rows.append(row)
     rows.extend(openai_rows(held_texts))
     if not args.skip_hf:
@@ -234,8 +245,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     reference = next((r for r in rows if r["name"] == "o200k_base"), None)
     print(f"\nHeld-out split: {len(held)} documents, {n_repos} repositories, seed {args.seed}\n")
     print_table(rows, reference)
+    result: dict = {"rows": rows}
+    if tok is not None and args.breakdown > 0:
+        from token_breakdown import breakdown, print_breakdown
+
+        step = max(1, len(held_texts) // args.breakdown)
+        result["breakdown"] = breakdown(tok, held_texts[::step][: args.breakdown])
+        print_breakdown(result["breakdown"])
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps(result, indent=1))
     return 0
 
 

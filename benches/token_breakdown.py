@@ -121,31 +121,36 @@ def walk(tok: Any, doc_text: str) -> list[tuple[str, str]] | None:
 
     The vocabulary merges decisions and text into one id (a union branch and the string that
     follows it, say), so an id counts as content when the text of the document's values grows
-    with it, and as structure when it only decides. Ids inside a string that leave the partial
-    document unchanged spell a map key (a job id, an env name)."""
+    with it, and as structure when it only decides. Ids inside a string leave the partial document
+    unchanged until the string ends; they count for what it turns out to be: a value's text, or
+    the key of a free-form map (a job id, an env name) when no value text came with it."""
     enc = tok.encode_detailed(doc_text)
     if enc.fallbacks:
         return None
     final = json.loads(doc_text)
     m = tok.matcher()
     out: list[tuple[str, str]] = []
-    pending: list[str | None] = []  # ids not attributed yet: "map key", or None (structure)
+    pending: list[bool] = []  # ids not attributed yet: were they inside a string?
     previous, previous_size = None, 0
     for i in enc.ids:
         in_text = m.top_kind() in CONTENT_KINDS
         m.advance(i)
         snapshot = m.partial_document()
         if snapshot == previous:
-            pending.append("map key" if in_text else None)
+            # Inside a string the partial document shows nothing until the string ends.
+            pending.append(in_text)
             continue
         previous = snapshot
         value = json.loads(snapshot)
         size = scalar_size(value)
         path = last_path(value)
         where = normalize(path)
-        kind = content_kind(path, value_at(final, path)) if size > previous_size else "structure"
+        grew = size > previous_size
+        kind = content_kind(path, value_at(final, path)) if grew else "structure"
         previous_size = size
-        out.extend((where, p or "structure") for p in pending)
+        # Text that ends without growing the values' text was a key of a free-form map.
+        text_kind = kind if grew else "map key"
+        out.extend((where, text_kind if t else "structure") for t in pending)
         out.append((where, kind))
         pending.clear()
     # Ids after the last change (closing ids) are structure of the root.

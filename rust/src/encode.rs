@@ -307,14 +307,8 @@ impl<'g, 'v> Encoder<'g, 'v> {
                 if a.items.is_none() && items.len() > a.prefix.len() {
                     return false;
                 }
-                if a.unique {
-                    let mut seen: Vec<&Json> = Vec::with_capacity(items.len());
-                    for x in items {
-                        if seen.contains(&x) {
-                            return false;
-                        }
-                        seen.push(x);
-                    }
+                if a.unique && crate::json::has_duplicates(items) {
+                    return false;
                 }
                 let start = self.out.len();
                 for (i, x) in items.iter().enumerate() {

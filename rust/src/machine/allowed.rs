@@ -37,7 +37,7 @@ impl Machine {
                 Node::Enum(vals) => {
                     let used = self.unique_used();
                     for (k, v) in vals.iter().enumerate() {
-                        if !used.is_some_and(|u| u.contains(v)) {
+                        if !used.is_some_and(|u| u.has(v)) {
                             set(SEL0 + k as u32);
                         }
                     }
@@ -45,7 +45,7 @@ impl Machine {
                 Node::Bool => {
                     let used = self.unique_used();
                     for (k, v) in ["false", "true"].iter().enumerate() {
-                        if !used.is_some_and(|u| u.iter().any(|x| x == v)) {
+                        if !used.is_some_and(|u| u.has(v)) {
                             set(SEL0 + k as u32);
                         }
                     }
@@ -136,8 +136,7 @@ impl Machine {
                     if num_accepting(p) {
                         let s = std::str::from_utf8(text).unwrap_or("");
                         let ok = spec.is_none_or(|sp| sp.accepts_value(s))
-                            && !(node.is_some()
-                                && self.unique_used().is_some_and(|u| u.iter().any(|x| x == s)));
+                            && !(node.is_some() && self.unique_used().is_some_and(|u| u.has(s)));
                         if ok {
                             set(STR_END);
                         }
@@ -234,7 +233,7 @@ impl Machine {
             }
             Frame::GObj { used, .. } => {
                 set(END);
-                if !used.iter().any(String::is_empty) {
+                if !used.has("") {
                     set(STR_END);
                 }
                 for b in 0..=255u8 {

@@ -28,6 +28,7 @@ pub use crate::compile::ir::Bits;
 use crate::compile::ir::{Node, NodeId};
 use crate::compile::Graph;
 use crate::strings::{StrSpec, StrState};
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,25 +40,59 @@ pub enum Mode {
 /// Used map keys or unique items, shared between copies of a frame until one of them adds
 /// to it (the matcher copies frames at every step of its walks). Empty without an allocation:
 /// most arrays never use it, and a fresh `Arc` per array or map showed in decoding.
+///
+/// The values are kept in order (walks and masks iterate them) and in a hash set: every key
+/// and every unique item is checked against all before it, and a linear search made decoding
+/// quadratic (a map of 100,000 keys: 9.3 s to decode, 0.24 s to encode).
 #[derive(Clone, Debug, Default)]
-struct Used(Option<Arc<Vec<String>>>);
+pub struct Used(Option<Arc<UsedSet>>);
+
+/// No used values (for views that leave a kind of exclusion out).
+pub static NO_USED: Used = Used(None);
+
+#[derive(Clone, Debug, Default)]
+pub struct UsedSet {
+    order: Vec<String>,
+    index: HashSet<String>,
+}
 
 impl Used {
     fn push(&mut self, s: String) {
-        Arc::make_mut(self.0.get_or_insert_with(Default::default)).push(s);
+        let set = Arc::make_mut(self.0.get_or_insert_with(Default::default));
+        set.index.insert(s.clone());
+        set.order.push(s);
+    }
+
+    /// Whether `s` was used (a key, or an item's canonical JSON text).
+    pub fn has(&self, s: &str) -> bool {
+        self.0.as_ref().is_some_and(|u| u.index.contains(s))
+    }
+
+    /// Whether the string with content `s` is a used item (items are kept as JSON text).
+    pub fn has_string_item(&self, s: &[u8]) -> bool {
+        self.0.is_some()
+            && std::str::from_utf8(s)
+                .ok()
+                .and_then(|s| serde_json::to_string(s).ok())
+                .is_some_and(|j| self.has(&j))
     }
 }
 
 impl From<Vec<String>> for Used {
     fn from(v: Vec<String>) -> Used {
-        Used((!v.is_empty()).then(|| Arc::new(v)))
+        Used((!v.is_empty()).then(|| {
+            Arc::new(UsedSet {
+                index: v.iter().cloned().collect(),
+                order: v,
+            })
+        }))
     }
 }
 
 impl std::ops::Deref for Used {
     type Target = [String];
     fn deref(&self) -> &[String] {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
+        self.0.as_deref().map_or(&[], |u| u.order.as_slice())
     }
 }
 

@@ -238,7 +238,7 @@ impl Machine {
                             return Err(format!("expected one of {} enum choices", vals.len()));
                         };
                         let v = vals[k].clone();
-                        if self.unique_used().is_some_and(|u| u.contains(&v)) {
+                        if self.unique_used().is_some_and(|u| u.has(&v)) {
                             return Err("duplicate item in a uniqueItems array".into());
                         }
                         self.pop();
@@ -251,7 +251,7 @@ impl Machine {
                             x if x == SEL0 + 1 => "true",
                             _ => return Err("expected a boolean choice".into()),
                         };
-                        if self.unique_used().is_some_and(|u| u.iter().any(|x| x == v)) {
+                        if self.unique_used().is_some_and(|u| u.has(v)) {
                             return Err("duplicate item in a uniqueItems array".into());
                         }
                         self.pop();
@@ -366,7 +366,7 @@ impl Machine {
                         }
                     }
                     let s = s.to_string();
-                    if node.is_some() && self.unique_used().is_some_and(|u| u.contains(&s)) {
+                    if node.is_some() && self.unique_used().is_some_and(|u| u.has(&s)) {
                         return Err("duplicate item in a uniqueItems array".into());
                     }
                     self.pop();

@@ -9,9 +9,9 @@ pub struct Excluded<'a> {
     /// The spec's own (`not: {const}`, named keys of an object's map part), sorted.
     pub spec: &'a [String],
     /// Used keys of a map or generic object.
-    pub used_keys: &'a [String],
+    pub used_keys: &'a Used,
     /// Used items of a unique array, as JSON text (strings among them are JSON strings).
-    pub used_items: &'a [String],
+    pub used_items: &'a Used,
 }
 
 impl Excluded<'_> {
@@ -26,9 +26,9 @@ impl Excluded<'_> {
     }
 
     pub fn contains(&self, s: &[u8]) -> bool {
-        let mut hit = false;
-        self.for_each(|e| hit |= e == s);
-        hit
+        self.spec.iter().any(|e| e.as_bytes() == s)
+            || std::str::from_utf8(s).is_ok_and(|k| self.used_keys.has(k))
+            || self.used_items.has_string_item(s)
     }
 }
 
@@ -114,14 +114,14 @@ impl Machine {
     }
 
     /// Values already used by the enclosing unique array (when the top value is its item).
-    pub(super) fn unique_used(&self) -> Option<&[String]> {
+    pub(super) fn unique_used(&self) -> Option<&Used> {
         let n = self.stack.len();
         if n < 2 {
             return None;
         }
         match &self.stack[n - 2] {
             Frame::Arr { node, used, .. } => match self.node(*node) {
-                Node::Arr(a) if a.unique => Some(&used[..]),
+                Node::Arr(a) if a.unique => Some(used),
                 _ => None,
             },
             _ => None,
@@ -142,8 +142,8 @@ impl Machine {
             _ => false,
         };
         let keys = match below {
-            Some(Frame::Map { used, .. }) | Some(Frame::GObj { used, .. }) => &used[..],
-            _ => &[],
+            Some(Frame::Map { used, .. }) | Some(Frame::GObj { used, .. }) => used,
+            _ => &NO_USED,
         };
         let top = self.stack.last()?;
         // (spec, UTF-8 state, bytes, context_end_ok, continuing, used keys, used items)
@@ -153,21 +153,29 @@ impl Machine {
             &[u8],
             bool,
             bool,
-            &[String],
-            &[String],
+            &Used,
+            &Used,
         ) = match top {
             Frame::Str { kind, st, buf } => {
                 let spec = self.spec_ref(kind);
                 let (end_ok, uk, ui) = match kind {
-                    StrKind::Value(_) => (true, &[][..], self.unique_items(below)),
-                    StrKind::Key(node) => (key_end_ok(*node), keys, &[][..]),
-                    StrKind::GenericKey => (true, keys, &[][..]),
-                    StrKind::Generic => (true, &[][..], &[][..]),
+                    StrKind::Value(_) => (true, &NO_USED, self.unique_items(below)),
+                    StrKind::Key(node) => (key_end_ok(*node), keys, &NO_USED),
+                    StrKind::GenericKey => (true, keys, &NO_USED),
+                    StrKind::Generic => (true, &NO_USED, &NO_USED),
                 };
                 (spec, st.utf8, buf, end_ok, true, uk, ui)
             }
             Frame::Value(node) => match self.node(*node) {
-                Node::Str(spec) => (spec, 0, &[], true, false, &[], self.unique_items(below)),
+                Node::Str(spec) => (
+                    spec,
+                    0,
+                    &[],
+                    true,
+                    false,
+                    &NO_USED,
+                    self.unique_items(below),
+                ),
                 _ => return None,
             },
             Frame::Map {
@@ -180,12 +188,20 @@ impl Machine {
                 if o.max_props.is_some_and(|mx| *count >= mx) {
                     return None;
                 }
-                (&m.key, 0, &[], key_end_ok(*node), false, used, &[])
+                (&m.key, 0, &[], key_end_ok(*node), false, used, &NO_USED)
             }
-            Frame::GObj { used, .. } => (trivial_spec(), 0, &[], true, false, used, &[]),
+            Frame::GObj { used, .. } => (trivial_spec(), 0, &[], true, false, used, &NO_USED),
             Frame::Arr { node, count, .. } => {
                 let (_, spec) = self.string_item(*node, *count)?;
-                (spec, 0, &[], true, false, &[], self.unique_items(Some(top)))
+                (
+                    spec,
+                    0,
+                    &[],
+                    true,
+                    false,
+                    &NO_USED,
+                    self.unique_items(Some(top)),
+                )
             }
             _ => return None,
         };
@@ -203,13 +219,13 @@ impl Machine {
     }
 
     /// The used items of `f`, when it is a unique array.
-    pub(super) fn unique_items<'a>(&'a self, f: Option<&'a Frame>) -> &'a [String] {
+    pub(super) fn unique_items<'a>(&'a self, f: Option<&'a Frame>) -> &'a Used {
         match f {
             Some(Frame::Arr { node, used, .. }) => match self.node(*node) {
                 Node::Arr(a) if a.unique => used,
-                _ => &[],
+                _ => &NO_USED,
             },
-            _ => &[],
+            _ => &NO_USED,
         }
     }
 
@@ -275,14 +291,11 @@ impl Machine {
         match kind {
             StrKind::Key(_) | StrKind::GenericKey if n >= 2 => match &self.stack[n - 2] {
                 Frame::Map { used, .. } | Frame::GObj { used, .. } => {
-                    used.iter().any(|u| u.as_bytes() == s)
+                    std::str::from_utf8(s).is_ok_and(|k| used.has(k))
                 }
                 _ => false,
             },
-            StrKind::Value(_) => self.unique_used().is_some_and(|u| {
-                u.iter()
-                    .any(|j| serde_json::from_str::<String>(j).is_ok_and(|j| j.as_bytes() == s))
-            }),
+            StrKind::Value(_) => self.unique_used().is_some_and(|u| u.has_string_item(s)),
             _ => false,
         }
     }

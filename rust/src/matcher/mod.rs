@@ -262,7 +262,7 @@ impl Matcher {
                     let used = crate::machine::Excluded {
                         spec: &[],
                         used_keys: ts.excluded.used_keys,
-                        used_items: &[],
+                        used_items: &crate::machine::NO_USED,
                     };
                     states.cleared.clear();
                     Self::clear_excluded(t, &used, ts.buf, out, &mut states.cleared);
@@ -308,13 +308,13 @@ impl Matcher {
                 let (spec, used) = (
                     crate::machine::Excluded {
                         spec: ts.excluded.spec,
-                        used_keys: &[],
+                        used_keys: &crate::machine::NO_USED,
                         used_items: ts.excluded.used_items,
                     },
                     crate::machine::Excluded {
                         spec: &[],
                         used_keys: ts.excluded.used_keys,
-                        used_items: &[],
+                        used_items: &crate::machine::NO_USED,
                     },
                 );
                 Self::clear_excluded(t, &spec, ts.buf, out, &mut states.cleared);

@@ -128,6 +128,18 @@ def test_invalid_json_schema_file_names_the_file(tmp_path: Path) -> None:
         tct.Tokenizer.from_schema(path)
 
 
+def test_repeated_key_in_schema_text_is_a_schema_error(tmp_path: Path) -> None:
+    # json.loads would keep the last "type"; the schema is refused, naming the key.
+    text = '{"type": "string", "type": "integer"}'
+    with pytest.raises(tct.SchemaError, match='repeats the key "type"') as info:
+        tct.Tokenizer.from_schema(text)
+    assert info.value.pointer == "/type"
+    path = tmp_path / "repeated.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(tct.SchemaError, match="repeated.json"):
+        tct.Tokenizer.from_schema(path)
+
+
 def test_schema_error_carries_the_pointer() -> None:
     schema = {"type": "object", "properties": {"a": {"$ref": "#/definitions/missing"}}}
     with pytest.raises(tct.SchemaError) as info:

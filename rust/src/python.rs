@@ -749,10 +749,10 @@ struct PyTokenizer {
     inner: Tokenizer,
 }
 
-/// Parse JSON bytes for the schema compiler; a parse error is a `SchemaError` at the root.
+/// Parse JSON bytes for the schema compiler: a parse error is a `SchemaError` at the root, a
+/// key repeated in one object a `SchemaError` at that key.
 fn parse_schema_json(bytes: &[u8], what: &str) -> Result<Value, SchemaError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| SchemaError::new("", format!("{what} is not valid JSON: {e}")))
+    crate::compile::parse_schema_text(bytes, what)
 }
 
 #[pymethods]

@@ -309,7 +309,12 @@ pub struct Normalizer<'s> {
     cache: HashMap<SchemaId, Vec<Atom>>,
     conj_cache: HashMap<Vec<Term>, Vec<Atom>>,
     in_progress: HashSet<Vec<Term>>,
+    /// The schemas being expanded, outermost first. Only `expanding[frame..]` apply to the
+    /// value in hand: entering [`Normalizer::atoms_of`] (a property, item or entry value)
+    /// starts a new frame, so a schema met again there is recursion through the document,
+    /// while one met again inside its own frame is a `$ref` cycle that never descends.
     expanding: Vec<SchemaId>,
+    frame: usize,
     pub warnings: BTreeSet<String>,
     /// Atom operations spent so far (pairs conjoined or subtracted, duplicate checks), against
     /// [`MAX_WORK`]. The schemas in the shared data set spend at most 26,012 (eslintrc.json;
@@ -325,6 +330,7 @@ impl<'s> Normalizer<'s> {
             conj_cache: HashMap::new(),
             in_progress: HashSet::new(),
             expanding: Vec::new(),
+            frame: 0,
             warnings: BTreeSet::new(),
             work: 0,
         }
@@ -367,9 +373,19 @@ impl<'s> Normalizer<'s> {
             return Ok(top());
         }
         self.in_progress.insert(key.clone());
+        let outer_frame = std::mem::replace(&mut self.frame, self.expanding.len());
+        let r = self.conjunction(&key);
+        self.frame = outer_frame;
+        self.in_progress.remove(&key);
+        let acc = r?;
+        self.conj_cache.insert(key, acc.clone());
+        Ok(acc)
+    }
+
+    /// [`Normalizer::atoms_of`] once the cache and recursion checks have passed.
+    fn conjunction(&mut self, key: &[Term]) -> Result<Vec<Atom>, SchemaError> {
         let mut acc = top();
-        for &(id, negated) in key.iter().filter(|t| !t.1) {
-            let _ = negated;
+        for &(id, _) in key.iter().filter(|t| !t.1) {
             let e = self.expand(id)?;
             acc = self.conjoin_sets(&acc, &e, id)?;
         }
@@ -377,8 +393,6 @@ impl<'s> Normalizer<'s> {
             let e = self.expand(id)?;
             acc = self.subtract_all(acc, &e, id)?;
         }
-        self.in_progress.remove(&key);
-        self.conj_cache.insert(key, acc.clone());
         Ok(acc)
     }
 
@@ -534,9 +548,11 @@ impl<'s> Normalizer<'s> {
         if let Some(a) = self.cache.get(&id) {
             return Ok(a.clone());
         }
-        if self.expanding.contains(&id) {
-            // `A = allOf[$ref A, ...]`: the repeated occurrence adds nothing new.
-            return Ok(top());
+        if let Some(at) = self.expanding[self.frame..].iter().position(|&s| s == id) {
+            // `{"$ref": "#"}`, `a -> b -> a`, `{"allOf": [{"$ref": "#"}]}`: the schema applies
+            // itself to the same value. A validator recurses forever on it; assuming "anything"
+            // here (as this once did) silently accepted every document.
+            return Err(self.cycle_error(self.frame + at, id));
         }
         self.expanding.push(id);
         let r = self.expand_uncached(id);
@@ -544,6 +560,42 @@ impl<'s> Normalizer<'s> {
         let r = r?;
         self.cache.insert(id, r.clone());
         Ok(r)
+    }
+
+    /// The error for a cycle that re-enters `id`, first expanded at `expanding[start]`: it
+    /// names the first `$ref` on the cycle (every cycle has one: the other applicators only lead
+    /// to subschemas nested deeper) and lists the schemas on it.
+    fn cycle_error(&mut self, start: usize, id: SchemaId) -> SchemaError {
+        let chain: Vec<SchemaId> = self.expanding[start..].to_vec();
+        let mut at = None;
+        for (i, &s) in chain.iter().enumerate() {
+            let next = chain.get(i + 1).copied().unwrap_or(id);
+            let r = self.store.get(s).get("$ref").and_then(Value::as_str);
+            let r = r.map(str::to_string);
+            let target = r.and_then(|r| self.store.resolve_ref(s, &r).ok());
+            if target == Some(next) {
+                at = Some(s);
+                break;
+            }
+        }
+        let pointer = match at {
+            Some(s) => self.store.describe(s) + "/$ref",
+            None => self.store.describe(id),
+        };
+        let mut path: Vec<String> = chain.iter().map(|&s| self.store.describe(s)).collect();
+        path.push(self.store.describe(id));
+        let path: Vec<String> = path
+            .into_iter()
+            .map(|p| if p.is_empty() { "#".into() } else { p })
+            .collect();
+        SchemaError::new(
+            pointer,
+            format!(
+                "$ref cycle with no base case: {} applies itself to the same value without \
+                 descending into a property or item",
+                path.join(" -> ")
+            ),
+        )
     }
 
     fn expand_uncached(&mut self, id: SchemaId) -> Result<Vec<Atom>, SchemaError> {
@@ -559,11 +611,18 @@ impl<'s> Normalizer<'s> {
                 ))
             }
         };
-        let mut acc = self.local_atoms(id, &v)?;
         if let Some(r) = m.get("$ref") {
             let r = r.as_str().ok_or_else(|| {
                 SchemaError::new(self.store.describe(id) + "/$ref", "$ref must be a string")
             })?;
+            let target = self.store.resolve_ref(id, r)?;
+            if self.store.ref_replaces_siblings(id) {
+                // Draft-07 and earlier: the reference alone is the schema.
+                return self.expand(target);
+            }
+        }
+        let mut acc = self.local_atoms(id, &v)?;
+        if let Some(r) = m.get("$ref").and_then(Value::as_str) {
             let target = self.store.resolve_ref(id, r)?;
             let t = self.expand(target)?;
             acc = self.conjoin_sets(&acc, &t, id)?;

@@ -4,6 +4,10 @@ pub mod build;
 pub mod header;
 pub mod ir;
 pub mod store;
+#[cfg(test)]
+mod tests;
+pub mod text;
 
 pub use build::compile;
 pub use ir::{Graph, INF};
+pub use text::parse_schema_text;

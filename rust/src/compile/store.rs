@@ -12,6 +12,9 @@ pub struct Store {
     docs: Vec<Value>,
     /// Base URI of each document (its `$id`/`id`, or the URI it was registered under).
     bases: Vec<String>,
+    /// Per document: whether its `$schema` names draft-07 or earlier, where every keyword beside
+    /// `$ref` is ignored (see [`ref_ignores_siblings`]).
+    legacy_ref: Vec<bool>,
     /// URI without fragment -> document.
     by_uri: HashMap<String, usize>,
     /// Interned subschemas: (document, pointer).
@@ -79,9 +82,36 @@ fn join_uri(base: &str, reference: &str) -> String {
     }
 }
 
-fn decode_pointer_token(t: &str) -> String {
+/// One reference token of a JSON pointer, unescaped (RFC 6901: `~0` is `~`, `~1` is `/`, and
+/// `~` followed by anything else is not a pointer). Percent-escapes (the pointer is a URI
+/// fragment) are decoded first.
+fn decode_pointer_token(t: &str) -> Result<String, String> {
     let t = percent_decode(t);
-    t.replace("~1", "/").replace("~0", "~")
+    let mut out = String::with_capacity(t.len());
+    let mut chars = t.chars();
+    while let Some(c) = chars.next() {
+        if c != '~' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('0') => out.push('~'),
+            Some('1') => out.push('/'),
+            Some(x) => {
+                return Err(format!(
+                    "invalid escape \"~{x}\" in the JSON pointer (only ~0 and ~1 are escapes)"
+                ))
+            }
+            None => {
+                return Err(
+                    "invalid escape: the JSON pointer token ends with \"~\" (only ~0 and ~1 \
+                     are escapes)"
+                        .into(),
+                )
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -112,6 +142,7 @@ impl Store {
         let mut store = Store {
             docs: Vec::new(),
             bases: Vec::new(),
+            legacy_ref: Vec::new(),
             by_uri: HashMap::new(),
             locs: Vec::new(),
             by_loc: HashMap::new(),
@@ -139,8 +170,15 @@ impl Store {
                 self.by_uri.entry(v).or_insert(idx);
             }
         }
+        self.legacy_ref.push(ref_ignores_siblings(&doc));
         self.docs.push(doc);
         self.bases.push(base);
+    }
+
+    /// Whether a `$ref` in schema `id` replaces its sibling keywords (draft-07 and earlier)
+    /// rather than being conjoined with them (2019-09 on).
+    pub fn ref_replaces_siblings(&self, id: SchemaId) -> bool {
+        self.legacy_ref[self.locs[id as usize].0]
     }
 
     pub fn root(&mut self) -> SchemaId {
@@ -229,16 +267,14 @@ impl Store {
             String::new()
         } else if fragment.starts_with('/') {
             // Re-encode each token so the interned pointer is canonical.
-            fragment
-                .split('/')
-                .skip(1)
-                .map(|t| {
-                    format!(
-                        "/{}",
-                        crate::error::escape_pointer_token(&decode_pointer_token(t))
-                    )
-                })
-                .collect()
+            let mut p = String::with_capacity(fragment.len());
+            for t in fragment.split('/').skip(1) {
+                let token = decode_pointer_token(t)
+                    .map_err(|m| err(format!("reference {reference:?}: {m}")))?;
+                p.push('/');
+                p.push_str(&crate::error::escape_pointer_token(&token));
+            }
+            p
         } else {
             // A plain-name anchor (`$id: "#name"` / `$anchor`): search the document.
             match find_anchor(&self.docs[doc], &fragment, String::new()) {
@@ -251,6 +287,23 @@ impl Store {
         }
         Ok(self.intern(doc, pointer))
     }
+}
+
+/// Whether the document's `$schema` is draft-07 or earlier, whose `$ref` semantics differ from
+/// later drafts: "All other properties in a `$ref` object MUST be ignored" (draft-07, section
+/// 8.3; drafts 03 to 06 say the same). From 2019-09 `$ref` is an applicator like `allOf`, and
+/// its siblings apply too. A document with no `$schema`, or one naming a draft this does not
+/// know, gets the 2019-09 reading: the compiler's behaviour before drafts were told apart, and
+/// what python-jsonschema applies to a schema without `$schema` (its latest draft, 2020-12).
+fn ref_ignores_siblings(doc: &Value) -> bool {
+    let Some(uri) = doc.get("$schema").and_then(Value::as_str) else {
+        return false;
+    };
+    // json-schema.org's meta-schema URIs: `http(s)://json-schema.org/draft-07/schema#`,
+    // `.../draft-04/schema`, `.../draft/2019-09/schema`, `.../draft/2020-12/schema`.
+    ["draft-03", "draft-04", "draft-05", "draft-06", "draft-07"]
+        .iter()
+        .any(|d| uri.contains(d))
 }
 
 fn find_anchor(v: &Value, name: &str, at: String) -> Option<String> {

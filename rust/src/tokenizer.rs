@@ -5,7 +5,7 @@
 //! machine in strict mode and tests vocabulary ids through their base expansions (matcher/);
 //! training is in train.rs, the test helpers in testing.rs.
 
-use crate::compile::{compile, Graph};
+use crate::compile::{compile, compile_with, Graph, RefSiblings};
 use crate::encode::Encoder;
 use crate::error::{DecodeError, EncodeError, SchemaError};
 use crate::json::Json;
@@ -90,13 +90,14 @@ impl Tokenizer {
             registry: registry.to_vec(),
             vocab,
             training: Value::Null,
+            ref_siblings: RefSiblings::ByDraft,
         };
         Ok(Self::assemble(graph, file))
     }
 
     /// Build from a tokenizer file's contents (a trained vocabulary).
     pub fn from_file(file: TokenizerFile) -> Result<Self, SchemaError> {
-        let graph = compile(&file.schema, &file.registry)?;
+        let graph = compile_with(&file.schema, &file.registry, file.ref_siblings)?;
         let need = crate::base::base_size(graph.sel_count);
         if file.vocab.base_size() < need {
             return Err(SchemaError::new(

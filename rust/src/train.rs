@@ -78,6 +78,7 @@ impl Tokenizer {
             registry: registry.to_vec(),
             vocab,
             training: serde_json::to_value(&report).unwrap_or(Value::Null),
+            ref_siblings: crate::compile::RefSiblings::ByDraft,
         };
         Tokenizer::from_file(file).map_err(TctTrainError::Schema)
     }

@@ -294,6 +294,7 @@ fn standin_apply_speed() {
                 registry: vec![],
                 vocab: v.clone(),
                 training: Value::Null,
+                ref_siblings: tct::compile::RefSiblings::ByDraft,
             };
             f.write(path).unwrap();
             v
@@ -516,6 +517,7 @@ fn real_dump_counts() {
         registry: vec![],
         vocab: v,
         training: Value::Null,
+        ref_siblings: tct::compile::RefSiblings::ByDraft,
     };
     f.write(std::path::Path::new(&format!("{out}.vocab.json")))
         .unwrap();

@@ -6,7 +6,7 @@ use super::atoms::{Atom, Normalizer, Term};
 use super::ir::{
     ArrSpec, Bits, Graph, MapSpec, Node, NodeId, NumSpec, ObjSpec, Prop, PropIndex, INF,
 };
-use super::store::{SchemaId, Store};
+use super::store::{RefSiblings, SchemaId, Store};
 use crate::error::SchemaError;
 use crate::strings::StrSpec;
 use serde_json::Value;
@@ -63,7 +63,16 @@ struct Builder<'a> {
 const MAX_MAP_PATTERNS: usize = 10;
 
 pub fn compile(schema: &Value, registry: &[(String, Value)]) -> Result<Graph, SchemaError> {
-    let mut store = Store::new(schema.clone(), registry)?;
+    compile_with(schema, registry, RefSiblings::ByDraft)
+}
+
+/// [`compile`], reading `$ref` siblings as `ref_siblings` says (a tokenizer file's choice).
+pub fn compile_with(
+    schema: &Value,
+    registry: &[(String, Value)],
+    ref_siblings: RefSiblings,
+) -> Result<Graph, SchemaError> {
+    let mut store = Store::new(schema.clone(), registry, ref_siblings)?;
     let root_schema = store.root();
     let mut b = Builder {
         norm: Normalizer::new(&mut store),

@@ -8,6 +8,7 @@ pub mod store;
 mod tests;
 pub mod text;
 
-pub use build::compile;
+pub use build::{compile, compile_with};
 pub use ir::{Graph, INF};
+pub use store::RefSiblings;
 pub use text::parse_schema_text;

@@ -5,6 +5,38 @@ use crate::error::SchemaError;
 use serde_json::Value;
 use std::collections::HashMap;
 
+/// How `$ref` combines with the keywords beside it.
+///
+/// The compiled grammar decides what every id means, so a tokenizer file records the reading
+/// it was built with ([`crate::vocab::TokenizerFile::ref_siblings`]): files written before the
+/// compiler told drafts apart keep `Conjoined`, and their ids keep their meaning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RefSiblings {
+    /// The schema's own draft decides: draft-07 and earlier ignore the siblings, 2019-09 on
+    /// (and a schema without `$schema`) apply them. What validators do.
+    #[default]
+    ByDraft,
+    /// Siblings always apply (the 2019-09 reading, whatever the draft).
+    Conjoined,
+}
+
+impl RefSiblings {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefSiblings::ByDraft => "by-draft",
+            RefSiblings::Conjoined => "conjoined",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RefSiblings> {
+        match s {
+            "by-draft" => Some(RefSiblings::ByDraft),
+            "conjoined" => Some(RefSiblings::Conjoined),
+            _ => None,
+        }
+    }
+}
+
 /// Index of an interned subschema (a document plus a JSON pointer into it).
 pub type SchemaId = u32;
 
@@ -20,6 +52,7 @@ pub struct Store {
     /// Interned subschemas: (document, pointer).
     locs: Vec<(usize, String)>,
     by_loc: HashMap<(usize, String), SchemaId>,
+    ref_siblings: RefSiblings,
 }
 
 fn strip_fragment(uri: &str) -> &str {
@@ -138,8 +171,13 @@ fn percent_decode(s: &str) -> String {
 
 impl Store {
     /// `root` is document 0. Each registry entry is registered under its URI and its `$id`.
-    pub fn new(root: Value, registry: &[(String, Value)]) -> Result<Store, SchemaError> {
+    pub fn new(
+        root: Value,
+        registry: &[(String, Value)],
+        ref_siblings: RefSiblings,
+    ) -> Result<Store, SchemaError> {
         let mut store = Store {
+            ref_siblings,
             docs: Vec::new(),
             bases: Vec::new(),
             legacy_ref: Vec::new(),
@@ -170,7 +208,8 @@ impl Store {
                 self.by_uri.entry(v).or_insert(idx);
             }
         }
-        self.legacy_ref.push(ref_ignores_siblings(&doc));
+        self.legacy_ref
+            .push(self.ref_siblings == RefSiblings::ByDraft && ref_ignores_siblings(&doc));
         self.docs.push(doc);
         self.bases.push(base);
     }
@@ -356,7 +395,7 @@ mod tests {
     #[test]
     fn unregistered_remote_ref_is_an_error() {
         let root = serde_json::json!({"$ref": "https://example.com/nope.json"});
-        let mut s = Store::new(root, &[]).unwrap();
+        let mut s = Store::new(root, &[], RefSiblings::ByDraft).unwrap();
         let r = s.root();
         let e = s
             .resolve_ref(r, "https://example.com/nope.json")

@@ -226,15 +226,37 @@ fn ref_siblings_follow_the_schema_draft() {
 /// python-jsonschema's Draft7Validator says).
 #[test]
 fn github_workflow_step_with_reads_as_draft_07() {
-    let t = bundled();
     let doc = json!({
         "on": "push",
         "jobs": {"build": {"runs-on": "ubuntu-latest", "steps": [
             {"uses": "actions/checkout@v4", "with": {"args": 5, "entrypoint": true}},
         ]}},
     });
-    let e = t.encode_value(&doc).unwrap();
-    assert!(e.fallbacks.is_empty(), "{:?}", e.fallbacks);
-    let back: Value = serde_json::from_str(&t.decode(&e.ids).unwrap().json).unwrap();
-    assert_eq!(back, doc);
+    let round_trip = |t: &Tokenizer| {
+        let e = t.encode_value(&doc).unwrap();
+        let back: Value = serde_json::from_str(&t.decode(&e.ids).unwrap().json).unwrap();
+        assert_eq!(back, doc);
+        e.fallbacks
+    };
+    // A tokenizer built now reads the workflow schema as draft-07 does (`with` is
+    // `#/definitions/env`, whose values may be numbers and booleans): no fallback.
+    let schema = bundled().file().schema.clone();
+    let fresh = Tokenizer::from_schema(&schema, &[]).unwrap();
+    assert_eq!(fresh.file().ref_siblings, super::RefSiblings::ByDraft);
+    assert!(round_trip(&fresh).is_empty());
+    // The bundled file was built when siblings always applied (`args` a named string
+    // property): it records no `ref_siblings`, keeps that reading and so the meaning of its
+    // ids; the document still round-trips, through the fallback.
+    let old = bundled();
+    assert_eq!(old.file().ref_siblings, super::RefSiblings::Conjoined);
+    assert!(!String::from_utf8(old.to_bytes())
+        .unwrap()
+        .contains("ref_siblings"));
+    assert_eq!(
+        round_trip(&old),
+        [
+            "/jobs/build/steps/0/with/args",
+            "/jobs/build/steps/0/with/entrypoint"
+        ]
+    );
 }

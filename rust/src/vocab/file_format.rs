@@ -14,6 +14,7 @@
 //!               "position_start": 8192, "n_positions": 4096 },
 //!   "merge_scope": "across",
 //!   "encoding": "shortest",                   // absent = "ranked-merges"
+//!   "ref_siblings": "by-draft",               // absent = "conjoined" (see RefSiblings)
 //!   "dictionary": [ "ubuntu-latest", … ],      // dictionary id base_size + i
 //!   "merges": [ [97, 98], [301, 99, 104], … ], // merge id merge_start + r: its parts
 //!   "training": { … }                          // what training saw (informational)
@@ -23,7 +24,8 @@
 //! The `hash` is SHA-256 over the compact JSON of the fields that decide encodings, in this
 //! order: `token_layout_version`, `schema`, `registry`, `layout`, `merge_scope`, `encoding`
 //! (only when it is not `ranked-merges`, so files written before the field existed keep their
-//! hash), `dictionary`, `merges`. Name and training metadata are not part of the identity:
+//! hash), `ref_siblings` (only when it is not `conjoined`, for the same reason), `dictionary`,
+//! `merges`. Name and training metadata are not part of the identity:
 //! retraining the same corpus gives the same hash, renaming the file does not change it. Reading checks the format,
 //! the version, the layout against the dictionary and merges, and the hash, and says where a
 //! problem is (a JSON pointer into the file).
@@ -42,6 +44,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{Encoding, MergeScope, Vocab, VocabError, TOKEN_LAYOUT_VERSION};
+use crate::compile::RefSiblings;
 
 pub const FORMAT_NAME: &str = "tct-tokenizer";
 pub const FORMAT_VERSION: u64 = 1;
@@ -56,6 +59,10 @@ pub struct TokenizerFile {
     pub vocab: Vocab,
     /// Training metadata (a [`super::TrainReport`] as JSON, or `null`).
     pub training: Value,
+    /// How the schema's `$ref`s read their sibling keywords: part of what ids mean. New files
+    /// say `"by-draft"`; files without the field were written before drafts were told apart
+    /// and read `Conjoined`, as they were built.
+    pub ref_siblings: RefSiblings,
 }
 
 impl TokenizerFile {
@@ -95,6 +102,9 @@ impl TokenizerFile {
         ];
         if self.vocab.encoding() != Encoding::RankedMerges {
             f.push(("encoding", json!(self.vocab.encoding().as_str())));
+        }
+        if self.ref_siblings != RefSiblings::Conjoined {
+            f.push(("ref_siblings", json!(self.ref_siblings.as_str())));
         }
         f.push(("dictionary", json!(self.vocab.dictionary())));
         f.push(("merges", json!(self.vocab.merges())));
@@ -245,6 +255,15 @@ impl TokenizerFile {
             Some(e) => serde_json::from_value(e.clone())
                 .map_err(|e| VocabError::new("/encoding", e.to_string()))?,
         };
+        let ref_siblings = match obj.get("ref_siblings") {
+            None => RefSiblings::Conjoined,
+            Some(r) => r.as_str().and_then(RefSiblings::parse).ok_or_else(|| {
+                VocabError::new(
+                    "/ref_siblings",
+                    format!("{r} is not \"by-draft\" or \"conjoined\""),
+                )
+            })?,
+        };
         if let Some(raw) = raw_identity_hash(&obj) {
             if raw != stored {
                 return Err(hash_mismatch(stored, &raw));
@@ -257,6 +276,7 @@ impl TokenizerFile {
             registry,
             vocab,
             training: obj.get("training").cloned().unwrap_or(Value::Null),
+            ref_siblings,
         };
         // Every derived layout field must agree with what the dictionary and merges imply.
         let expected = file.layout_json();
@@ -365,6 +385,9 @@ pub(crate) fn raw_identity_hash(obj: &Map<String, Value>) -> Option<String> {
     }
     if let Some(e) = obj.get("encoding") {
         fields.push(("encoding", e));
+    }
+    if let Some(r) = obj.get("ref_siblings") {
+        fields.push(("ref_siblings", r));
     }
     for name in ["dictionary", "merges"] {
         fields.push((name, obj.get(name)?));

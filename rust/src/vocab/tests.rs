@@ -428,6 +428,7 @@ fn file_round_trip_and_identity() {
         )],
         vocab: v.clone(),
         training: serde_json::json!({"documents": 200}),
+        ref_siblings: crate::compile::RefSiblings::ByDraft,
     };
     let bytes = f.to_bytes();
     let g = TokenizerFile::from_bytes(&bytes).unwrap();
@@ -466,6 +467,7 @@ fn file_errors_say_where() {
         registry: vec![],
         vocab: v,
         training: serde_json::Value::Null,
+        ref_siblings: crate::compile::RefSiblings::ByDraft,
     };
     let text = String::from_utf8(f.to_bytes()).unwrap();
     let err = |t: &str| TokenizerFile::from_bytes(t.as_bytes()).unwrap_err();
@@ -752,6 +754,7 @@ fn shortest_file_round_trip_keeps_encoding_and_identity() {
         registry: vec![],
         vocab: v.clone(),
         training: serde_json::Value::Null,
+        ref_siblings: crate::compile::RefSiblings::ByDraft,
     };
     let text = String::from_utf8(f.to_bytes()).unwrap();
     assert!(text.contains("\"encoding\": \"shortest\""));
@@ -844,6 +847,7 @@ fn shortest_training_round_trips_in_every_scope() {
             registry: vec![],
             vocab: v,
             training: serde_json::Value::Null,
+            ref_siblings: crate::compile::RefSiblings::ByDraft,
         };
         assert_eq!(TokenizerFile::from_bytes(&f.to_bytes()).unwrap(), f);
     }
@@ -923,4 +927,39 @@ fn contents_by_reference_take_the_long_way_on_odd_input() {
         v.apply_with_contents(items, &texts, &mut got);
         assert_eq!(got, v.apply(items));
     }
+}
+
+#[test]
+fn ref_siblings_are_part_of_the_identity_and_absent_means_conjoined() {
+    let v = train(&corpus(), &shortest_config(8, BASE + 150, 100)).unwrap();
+    let f = TokenizerFile {
+        name: "t".into(),
+        schema: serde_json::json!({}),
+        registry: vec![],
+        vocab: v,
+        training: serde_json::Value::Null,
+        ref_siblings: crate::compile::RefSiblings::ByDraft,
+    };
+    let text = String::from_utf8(f.to_bytes()).unwrap();
+    assert!(text.contains("\"ref_siblings\": \"by-draft\""));
+    assert_eq!(TokenizerFile::from_bytes(text.as_bytes()).unwrap(), f);
+    // Files written before the field: no field, read as conjoined, their hash unchanged.
+    let old = TokenizerFile {
+        ref_siblings: crate::compile::RefSiblings::Conjoined,
+        ..f.clone()
+    };
+    let old_text = String::from_utf8(old.to_bytes()).unwrap();
+    assert!(!old_text.contains("ref_siblings"));
+    assert_ne!(old.content_hash(), f.content_hash());
+    assert_eq!(TokenizerFile::from_bytes(old_text.as_bytes()).unwrap(), old);
+    // Dropping the field from a new file changes what its ids mean: the hash says so.
+    let err = |t: &str| TokenizerFile::from_bytes(t.as_bytes()).unwrap_err();
+    assert_eq!(
+        err(&text.replace("\"ref_siblings\": \"by-draft\",\n", "")).pointer,
+        "/hash"
+    );
+    assert_eq!(
+        err(&text.replace("\"by-draft\"", "\"later\"")).pointer,
+        "/ref_siblings"
+    );
 }

@@ -84,6 +84,16 @@ impl<'a> Json<'a> {
 
     /// Compact JSON text (`serde_json`'s spelling of strings).
     pub fn write_compact(&self, out: &mut String) {
+        self.write_text(out, false);
+    }
+
+    /// Compact JSON text with object members sorted by key: equal values (as `PartialEq`
+    /// defines it) have equal text.
+    fn write_canonical(&self, out: &mut String) {
+        self.write_text(out, true);
+    }
+
+    fn write_text(&self, out: &mut String, sorted: bool) {
         match self {
             Json::Null => out.push_str("null"),
             Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -95,19 +105,31 @@ impl<'a> Json<'a> {
                     if i > 0 {
                         out.push(',');
                     }
-                    x.write_compact(out);
+                    x.write_text(out, sorted);
                 }
                 out.push(']');
             }
             Json::Object(m) => {
                 out.push('{');
-                for (i, (k, x)) in m.iter().enumerate() {
+                let mut member = |i: usize, k: &str, x: &Json| {
                     if i > 0 {
                         out.push(',');
                     }
                     write_string(k, out);
                     out.push(':');
-                    x.write_compact(out);
+                    x.write_text(out, sorted);
+                };
+                if sorted {
+                    // Only for equality keys: document order (no allocation) otherwise.
+                    let mut members: Vec<_> = m.iter().collect();
+                    members.sort_by(|a, b| a.0.cmp(&b.0));
+                    for (i, (k, x)) in members.into_iter().enumerate() {
+                        member(i, k, x);
+                    }
+                } else {
+                    for (i, (k, x)) in m.iter().enumerate() {
+                        member(i, k, x);
+                    }
                 }
                 out.push('}');
             }
@@ -136,40 +158,6 @@ pub fn has_duplicates(items: &[Json<'_>]) -> bool {
         }
     }
     false
-}
-
-impl Json<'_> {
-    /// Compact JSON text with object members sorted by key: equal values (as `PartialEq`
-    /// defines it) have equal text.
-    fn write_canonical(&self, out: &mut String) {
-        match self {
-            Json::Array(a) => {
-                out.push('[');
-                for (i, x) in a.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    x.write_canonical(out);
-                }
-                out.push(']');
-            }
-            Json::Object(m) => {
-                let mut members: Vec<_> = m.iter().collect();
-                members.sort_by(|a, b| a.0.cmp(&b.0));
-                out.push('{');
-                for (i, (k, x)) in members.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write_string(k, out);
-                    out.push(':');
-                    x.write_canonical(out);
-                }
-                out.push('}');
-            }
-            _ => self.write_compact(out),
-        }
-    }
 }
 
 /// Equality as `serde_json::Value` (with `arbitrary_precision`) defines it: numbers by their

@@ -26,7 +26,6 @@ use pyo3::exceptions::{PyOSError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyList, PyString, PyType};
-use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -727,7 +726,7 @@ impl PyRules {
         let tok = &tokenizer.inner;
         let enforced = py
             .detach(|| -> Result<_, SchemaError> {
-                let v = parse_schema_json(overlay, "the rules overlay")?;
+                let v = crate::compile::parse_schema_text(overlay, "the rules overlay")?;
                 let rules = tct_rules::Rules::from_overlay(&v)?;
                 Ok(tok.enforce(Arc::new(rules)))
             })
@@ -749,12 +748,6 @@ struct PyTokenizer {
     inner: Tokenizer,
 }
 
-/// Parse JSON bytes for the schema compiler: a parse error is a `SchemaError` at the root, a
-/// key repeated in one object a `SchemaError` at that key.
-fn parse_schema_json(bytes: &[u8], what: &str) -> Result<Value, SchemaError> {
-    crate::compile::parse_schema_text(bytes, what)
-}
-
 #[pymethods]
 impl PyTokenizer {
     /// Compile `schema` (JSON bytes). `registry` is a list of `(uri, schema JSON bytes)` that
@@ -774,11 +767,12 @@ impl PyTokenizer {
             .collect();
         // Which input failed: the schema itself (None) or registry entry i.
         let result = py.detach(|| -> Result<Tokenizer, (Option<usize>, SchemaError)> {
-            let schema = parse_schema_json(schema, "the schema").map_err(|e| (None, e))?;
+            let schema =
+                crate::compile::parse_schema_text(schema, "the schema").map_err(|e| (None, e))?;
             let mut parsed = Vec::with_capacity(registry.len());
             for (i, (uri, bytes)) in registry.iter().enumerate() {
-                let value =
-                    parse_schema_json(bytes, "the registered schema").map_err(|e| (Some(i), e))?;
+                let value = crate::compile::parse_schema_text(bytes, "the registered schema")
+                    .map_err(|e| (Some(i), e))?;
                 parsed.push((uri.clone(), value));
             }
             Tokenizer::from_schema(&schema, &parsed).map_err(|e| (None, e))
@@ -944,11 +938,11 @@ impl PyTokenizer {
             groups,
         };
         let result = py.detach(|| -> Result<Tokenizer, crate::error::TctTrainError> {
-            let schema = parse_schema_json(schema, "the schema")
+            let schema = crate::compile::parse_schema_text(schema, "the schema")
                 .map_err(crate::error::TctTrainError::Schema)?;
             let mut parsed = Vec::with_capacity(registry.len());
             for (uri, bytes) in &registry {
-                let v = parse_schema_json(bytes, "the registered schema")
+                let v = crate::compile::parse_schema_text(bytes, "the registered schema")
                     .map_err(crate::error::TctTrainError::Schema)?;
                 parsed.push((uri.clone(), v));
             }

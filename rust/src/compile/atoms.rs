@@ -611,19 +611,21 @@ impl<'s> Normalizer<'s> {
                 ))
             }
         };
-        if let Some(r) = m.get("$ref") {
-            let r = r.as_str().ok_or_else(|| {
-                SchemaError::new(self.store.describe(id) + "/$ref", "$ref must be a string")
-            })?;
-            let target = self.store.resolve_ref(id, r)?;
-            if self.store.ref_replaces_siblings(id) {
-                // Draft-07 and earlier: the reference alone is the schema.
-                return self.expand(target);
+        let ref_target = match m.get("$ref") {
+            Some(r) => {
+                let r = r.as_str().ok_or_else(|| {
+                    SchemaError::new(self.store.describe(id) + "/$ref", "$ref must be a string")
+                })?;
+                Some(self.store.resolve_ref(id, r)?)
             }
+            None => None,
+        };
+        if let Some(target) = ref_target.filter(|_| self.store.ref_replaces_siblings(id)) {
+            // Draft-07 and earlier: the reference alone is the schema.
+            return self.expand(target);
         }
         let mut acc = self.local_atoms(id, &v)?;
-        if let Some(r) = m.get("$ref").and_then(Value::as_str) {
-            let target = self.store.resolve_ref(id, r)?;
+        if let Some(target) = ref_target {
             let t = self.expand(target)?;
             acc = self.conjoin_sets(&acc, &t, id)?;
         }

@@ -71,10 +71,11 @@ impl Used {
     /// Whether the string with content `s` is a used item (items are kept as JSON text).
     pub fn has_string_item(&self, s: &[u8]) -> bool {
         self.0.is_some()
-            && std::str::from_utf8(s)
-                .ok()
-                .and_then(|s| serde_json::to_string(s).ok())
-                .is_some_and(|j| self.has(&j))
+            && std::str::from_utf8(s).is_ok_and(|s| {
+                let mut j = String::with_capacity(s.len() + 2);
+                crate::json::write_string(s, &mut j);
+                self.has(&j)
+            })
     }
 }
 

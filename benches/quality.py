@@ -37,6 +37,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
+import shlex
 import subprocess
 import sys
 import time
@@ -165,7 +167,8 @@ def shard_stats(path: Path) -> dict[str, Any]:
     }
 
 
-def train_one(data: Path, val: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+def train_argv(data: Path, val: Path, out: Path, args: argparse.Namespace) -> list[str]:
+    """trainer.train's flags for one arm: the same for both but for the data."""
     argv = ["--data", str(data), "--val-data", str(val), "--preset", args.preset]
     argv += ["--max-steps", str(args.steps), "--eval-every", "0", "--seed", str(args.seed)]
     argv += ["--eval-tokens", str(1 << 40), "--device", args.device, "--out", str(out)]
@@ -174,13 +177,48 @@ def train_one(data: Path, val: Path, out: Path, args: argparse.Namespace) -> dic
         argv += ["--sequence-len", str(args.sequence_len)]
     if args.batch_size:
         argv += ["--batch-size", str(args.batch_size)]
-    t0 = time.perf_counter()
-    code = train_main(argv)
-    if code != 0:
-        raise SystemExit(f"training on {data} failed with status {code}")
+    return argv + shlex.split(args.trainer_args)
+
+
+def final_record(out: Path, seconds: float) -> dict[str, Any]:
     final = [r for r in read_metrics(out / "metrics.jsonl") if "val_bpb" in r][-1]
-    final["train_seconds"] = time.perf_counter() - t0
+    final["train_seconds"] = seconds
     return final
+
+
+def train_arms(
+    runs: dict[str, tuple[Path, Path, Path]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Train every arm: one after the other in this process, or (`--parallel`) side by side in
+    subprocesses with one torch thread each, which on a 2-core CPU halves the wall time at the
+    same compute per arm (two threads in one process were measured slower than one; see main)."""
+    finals: dict[str, Any] = {}
+    if not args.parallel:
+        for name, (tr, va, run) in runs.items():
+            print(f"--- training on {name} ---")
+            t0 = time.perf_counter()
+            code = train_main(train_argv(tr, va, run, args))
+            if code != 0:
+                raise SystemExit(f"training on {tr} failed with status {code}")
+            finals[name] = final_record(run, time.perf_counter() - t0)
+        return finals
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), env.get("PYTHONPATH", "")])
+    procs = {}
+    for name, (tr, va, run) in runs.items():
+        run.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "trainer.train", *train_argv(tr, va, run, args)]
+        log = open(run.parent / f"train-{name}.log", "w", encoding="utf-8")  # noqa: SIM115
+        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+        print(f"--- training on {name} (log: {log.name}) ---")
+    t0 = time.perf_counter()
+    for name, (proc, log) in procs.items():
+        code = proc.wait()
+        log.close()
+        if code != 0:
+            raise SystemExit(f"training {name} failed with status {code}: see {log.name}")
+        finals[name] = final_record(runs[name][2], time.perf_counter() - t0)
+    return finals
 
 
 @torch.no_grad()
@@ -273,7 +311,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"# TCT vs byte-level BPE at equal compute ({report['preset']}, {report['steps']} steps)",
         "",
         f"{report['documents']['train']} training / {report['documents']['val']} validation "
-        f"workflows split by repository; {report['machine']}; {report['seconds']:.0f} s.",
+        f"workflows split by repository; {report['machine']}; {report['seconds']:.0f} s"
+        + (", arms trained side by side" if report.get("parallel") else "")
+        + (f"; trainer flags `{report['trainer_args']}`" if report.get("trainer_args") else "")
+        + ".",
         "",
         f"| | {head} | real workflows |",
         "| --- |" + " --- |" * (len(names) + 1),
@@ -290,6 +331,7 @@ def markdown(report: dict[str, Any]) -> str:
     row("validation bits per byte", lambda a: a["val_bpb"], num)
     row("validation bits per byte, masked", lambda a: a["val_bpb_masked"], num)
     row("training tokens/s", lambda a: a["tokens_per_s"], lambda x: f"{x:,.0f}")
+    row("training seconds", lambda a: a["train_seconds"], lambda x: f"{x:,.0f}")
     row("samples", lambda a: a["samples"]["n"], str, str(ref["n"]))
     row("parse as JSON", lambda a: a["samples"]["parse"], pct)
     row("schema-valid", lambda a: a["samples"]["schema_valid"], pct)
@@ -330,6 +372,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=512, help="ids per sample, both arms")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--trainer-args",
+        default="",
+        help="more trainer.train flags for both arms, e.g. '--optimizer muon --n-layer 6'",
+    )
+    p.add_argument(
+        "--parallel",
+        action="store_true",
+        help="train the arms side by side (subprocesses, one torch thread each)",
+    )
     p.add_argument("--out", default="runs/quality")
     return p
 
@@ -368,10 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     arms: dict[str, Any] = {}
     validator = None
     configs = {}
-    for name, (tr, va) in {"tct": (tct_train, tct_val), "bpe": (bpe_train, bpe_val)}.items():
-        print(f"--- training on {name} ---")
+    shards = {"tct": (tct_train, tct_val), "bpe": (bpe_train, bpe_val)}
+    finals = train_arms({k: (tr, va, out / f"run-{k}") for k, (tr, va) in shards.items()}, args)
+    for name in shards:
         run = out / f"run-{name}"
-        final = train_one(tr, va, run, args)
+        final = finals[name]
         meta = json.loads(next(run.glob("meta_*.json")).read_text())
         configs[name] = meta["model_config"]
         tc = meta.get("train_config", {})
@@ -433,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         "reference": reference,
         "preset": args.preset,
         "steps": args.steps,
+        "trainer_args": args.trainer_args,
+        "parallel": args.parallel,
         "model": configs["tct"],
         "documents": {"train": len(train), "val": len(val)},
         "split": "by repository",

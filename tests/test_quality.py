@@ -52,7 +52,10 @@ def test_split_is_by_repository() -> None:
     assert alone[0] and alone[1]
 
 
-def test_quality_end_to_end(corpus: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "extra", [[], ["--parallel", "--trainer-args", "--optimizer muon"]], ids=["serial", "parallel"]
+)
+def test_quality_end_to_end(corpus: Path, tmp_path: Path, extra: list[str]) -> None:
     val_repos = sum(zlib.crc32(f"repo:owner/r{r}".encode()) / 2**32 < 0.3 for r in range(12))
     assert 0 < val_repos < 12  # the fixture gives both splits documents
     out = tmp_path / "out"
@@ -61,7 +64,7 @@ def test_quality_end_to_end(corpus: Path, tmp_path: Path) -> None:
         code = quality.main(
             ["--data", str(corpus), "--docs", "0", "--val-fraction", "0.3", "--steps", "3"]
             + ["--samples", "3", "--max-tokens", "24", "--sequence-len", "64"]
-            + ["--batch-size", "2", "--out", str(out), "--device", "cpu"]
+            + ["--batch-size", "2", "--out", str(out), "--device", "cpu", *extra]
         )
     finally:
         torch.set_num_threads(threads)
@@ -88,5 +91,9 @@ def test_quality_end_to_end(corpus: Path, tmp_path: Path) -> None:
     if ref["lint_all"] is not None:  # actionlint installed
         assert 0 <= ref["lint_all"] <= ref["lint_semantic"] <= 1
         assert tct["samples"]["lint_all"] is not None
+    for arm in ("tct", "bpe"):  # the trainer flags reached both arms
+        meta = json.loads(next((out / f"run-{arm}").glob("meta_*.json")).read_text())
+        assert meta["train_config"]["optimizer"] == ("muon" if extra else "adamw")
+    assert report["parallel"] == bool(extra)
     md = (out / "quality.md").read_text(encoding="utf-8")
     assert "validation bits per byte" in md and "real workflows" in md

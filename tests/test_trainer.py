@@ -282,7 +282,8 @@ def _state(out: Path, step: int) -> tuple[dict, dict]:
     return model, optim
 
 
-def test_resume_is_exact(shard: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_is_exact(shard: Path, tmp_path: Path, optimizer: str) -> None:
     """20 steps straight == 10 steps, then a resume and 10 more."""
     args = [
         "--data",
@@ -293,6 +294,8 @@ def test_resume_is_exact(shard: Path, tmp_path: Path) -> None:
         "10",
         "--keep-checkpoints",
         "0",
+        "--optimizer",
+        optimizer,
         *FAST,
     ]
     straight = tmp_path / "straight"
@@ -309,13 +312,24 @@ def test_resume_is_exact(shard: Path, tmp_path: Path) -> None:
     model_b, optim_b = _state(resumed, 20)
     for name, t in model_a.items():
         torch.testing.assert_close(model_b[name], t, rtol=0, atol=1e-6, msg=name)
+    assert optim_a["state"].keys() == optim_b["state"].keys()
     for pid, s in optim_a["state"].items():
-        for key in ("exp_avg", "exp_avg_sq"):
+        keys = [k for k, v in s.items() if isinstance(v, torch.Tensor) and v.dim() > 0]
+        assert keys  # exp_avg / exp_avg_sq (AdamW) or momentum_buffer (Muon)
+        for key in keys:
             torch.testing.assert_close(optim_b["state"][pid][key], s[key], rtol=0, atol=1e-7)
     meta_a = json.loads((straight / "meta_000020.json").read_text())
     meta_b = json.loads((resumed / "meta_000020.json").read_text())
     assert meta_a["loader"] == meta_b["loader"]
     assert meta_a["metrics"]["val_loss"] == pytest.approx(meta_b["metrics"]["val_loss"], abs=1e-6)
+
+
+def test_resume_with_another_optimizer_is_refused(shard: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["--data", str(shard), "--out", str(out), *FAST]
+    assert main([*args, "--max-steps", "2"]) == 0
+    assert main([*args, "--max-steps", "4", "--resume", "--optimizer", "muon"]) == 2
+    assert "trained with --optimizer adamw, not muon" in capsys.readouterr().err
 
 
 def test_fresh_run_refuses_an_out_dir_with_checkpoints(shard: Path, tmp_path: Path, capsys) -> None:

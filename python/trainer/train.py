@@ -43,6 +43,7 @@ from .data import WINDOW_FORMATS, BatchLoader, DataError, find_shards, load_data
 from .distributed import DistInfo, print0
 from .metrics import MetricsLog, device_name, peak_flops, plot_loss_curve, truncate_metrics
 from .model import GPT, GPTConfig
+from .optimizer import OPTIMIZERS, apply_flags, build_optimizer, set_lr
 from .presets import PRESETS
 from .progress import Progress
 from .schedule import default_warmup, lr_at
@@ -66,6 +67,8 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
+    optimizer: str = "adamw"
+    muon_lr: float = 0.02
     eval_every: int = 250
     eval_tokens: int = 1 << 20
     log_every: int = 10
@@ -96,6 +99,8 @@ _HELP = {
     "beta1": "AdamW beta1",
     "beta2": "AdamW beta2",
     "grad_clip": "clip the global gradient norm to this (0: off)",
+    "optimizer": "adamw, or muon: Muon on the blocks' matrices, AdamW on the rest",
+    "muon_lr": "peak Muon learning rate (--optimizer muon; --learning-rate is AdamW's)",
     "eval_every": "evaluate every N steps and at the end (0: only at the end)",
     "eval_tokens": "validation budget: the first whole documents up to this many tokens",
     "log_every": "log (progress bar, metrics.jsonl) every N steps",
@@ -139,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
             train.add_argument(flag, action=argparse.BooleanOptionalAction, help=_HELP[f.name])
         elif f.name == "window_format":
             train.add_argument(flag, choices=WINDOW_FORMATS, help=_HELP[f.name])
+        elif f.name == "optimizer":
+            train.add_argument(flag, choices=OPTIMIZERS, help=_HELP[f.name])
         elif f.name in ("device", "dtype"):
             choices = (
                 ["auto", "cpu", "cuda"] if f.name == "device" else ["auto", "float32", "bfloat16"]
@@ -278,13 +285,7 @@ def train(
         torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls on tensor cores
         torch.backends.cudnn.allow_tf32 = True
     raw_model = GPT(cfg).to(device)
-    optimizer = torch.optim.AdamW(
-        raw_model.param_groups(tcfg.weight_decay),
-        lr=tcfg.learning_rate,
-        betas=(tcfg.beta1, tcfg.beta2),
-        eps=1e-8,
-        fused=device.type == "cuda",  # one kernel for all parameters
-    )
+    optimizer = build_optimizer(raw_model, tcfg, device)
     loader = BatchLoader(
         data.train,
         tok,
@@ -300,11 +301,15 @@ def train(
     if ck is not None:
         model_state, optim_state, ck_meta = ck
         raw_model.load_state_dict(model_state)
+        stored = ck_meta.get("train_config", {}).get("optimizer", "adamw")
+        if stored != tcfg.optimizer:
+            raise checkpoint.CheckpointError(
+                f"{out}/meta_{resume_step:06d}.json: trained with --optimizer {stored}, "
+                f"not {tcfg.optimizer}"
+            )
         optimizer.load_state_dict(optim_state)
         # The optimizer state carries the old hyperparameters; this run's flags win.
-        for group, wd in zip(optimizer.param_groups, (tcfg.weight_decay, 0.0), strict=True):
-            group["weight_decay"] = wd
-            group["betas"] = (tcfg.beta1, tcfg.beta2)
+        apply_flags(optimizer, raw_model, tcfg)
         loader.load_state(ck_meta["loader"])
         checkpoint.set_rng_state(ck_meta["rng"])
         start_step = int(ck_meta["step"])
@@ -413,15 +418,15 @@ def train(
     paused = 0.0  # seconds spent saving since the last log: not training time
     with StopRequest() as stop:
         while step < tcfg.max_steps:
-            lr = lr_at(
+            factor = lr_at(
                 step,
-                peak=tcfg.learning_rate,
+                peak=1.0,
                 warmup_steps=warmup,
                 max_steps=tcfg.max_steps,
                 min_lr_ratio=tcfg.min_lr_ratio,
             )
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            set_lr(optimizer, factor)  # every group: its peak x the schedule
+            lr = factor * tcfg.learning_rate
             loss_sum = torch.zeros((), device=device)
             for micro in range(tcfg.grad_accum):
                 last = micro == tcfg.grad_accum - 1

@@ -136,3 +136,133 @@ fn fast_mask_equals_simulation_on_random_walks() {
         }
     }
 }
+
+fn workflow_rules(t: &Tokenizer) -> Arc<crate::rules::layer::Enforced> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/python/tct/data/github-workflow.rules.json"
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(path).expect("bundled overlay")).unwrap();
+    t.enforce(Arc::new(crate::rules::Rules::from_overlay(&v).unwrap()))
+}
+
+/// The rules mask with the string-end shortcut and without (every id stepped).
+fn check_rules(
+    fast_m: &mut Matcher,
+    slow_m: &mut Matcher,
+    a: &mut [bool],
+    b: &mut [bool],
+    at: &str,
+) {
+    fast_m.fill_allowed(a);
+    slow_m.fill_allowed(b);
+    if a != b {
+        let diff: Vec<String> = (0..a.len())
+            .filter(|&i| a[i] != b[i])
+            .take(8)
+            .map(|i| {
+                let e = slow_m
+                    .src
+                    .vocab()
+                    .expansion(i as u32)
+                    .unwrap_or(&[])
+                    .to_vec();
+                let why = slow_m.rules.as_ref().and_then(|r| r.refusal(&e));
+                let names: Vec<String> = e.iter().map(|&x| crate::base::name(x)).collect();
+                format!(
+                    "id {i} shortcut={} stepped={} [{}]: {why:?}",
+                    a[i],
+                    b[i],
+                    names.join(" ")
+                )
+            })
+            .collect();
+        panic!("{at}: the rules masks differ:\n{}", diff.join("\n"));
+    }
+}
+
+fn rules_pair(t: &Tokenizer, e: &Arc<crate::rules::layer::Enforced>) -> (Matcher, Matcher) {
+    let fast = t.matcher().with_rules(e.clone());
+    let mut slow = t.matcher().with_rules(e.clone());
+    if let Some(r) = &mut slow.rules {
+        r.end_shortcut = false;
+    }
+    (fast, slow)
+}
+
+#[test]
+fn rules_string_end_shortcut_equals_stepping_on_random_walks() {
+    let t = bundled();
+    let e = workflow_rules(&t);
+    let n = t.vocab_size() as usize;
+    let (mut a, mut b) = (vec![false; n], vec![false; n]);
+    let mut in_strings = 0;
+    for seed in 0..12u64 {
+        let mut rng = SplitMix64(seed);
+        let (mut fast, mut slow) = rules_pair(&t, &e);
+        let mut step = 0;
+        while !fast.is_complete() && step < 120 {
+            check_rules(
+                &mut fast,
+                &mut slow,
+                &mut a,
+                &mut b,
+                &format!("seed {seed} step {step}"),
+            );
+            in_strings += usize::from(fast.top_kind() == "string");
+            let choices: Vec<u32> = (0..n as u32).filter(|&i| a[i as usize]).collect();
+            // End strings often: the shortcut's subject.
+            let ends: Vec<u32> = choices
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    t.vocab()
+                        .expansion(i)
+                        .is_some_and(|x| x.last() == Some(&crate::base::STR_END))
+                })
+                .collect();
+            let pick = if !ends.is_empty() && rng.below(3) == 0 {
+                ends[rng.below(ends.len())]
+            } else {
+                choices[rng.below(choices.len())]
+            };
+            fast.advance(pick).unwrap();
+            slow.advance(pick).unwrap();
+            step += 1;
+        }
+    }
+    assert!(in_strings > 100, "only {in_strings} steps inside strings");
+}
+
+#[test]
+#[cfg_attr(tct_no_data, ignore = "needs ../shared/data")]
+fn rules_string_end_shortcut_equals_stepping_on_corpus_workflows() {
+    let t = bundled();
+    let e = workflow_rules(&t);
+    let n = t.vocab_size() as usize;
+    let (mut a, mut b) = (vec![false; n], vec![false; n]);
+    let mut checked = 0;
+    for (d, doc) in corpus_sample(997).iter().take(10).enumerate() {
+        let enc = t.encode_value(doc).unwrap();
+        let (mut fast, mut slow) = rules_pair(&t, &e);
+        for (i, &id) in enc.ids.iter().enumerate() {
+            if i % 7 == 0 {
+                check_rules(
+                    &mut fast,
+                    &mut slow,
+                    &mut a,
+                    &mut b,
+                    &format!("doc {d} step {i}"),
+                );
+                checked += 1;
+            }
+            // A workflow the rules refuse stops here (its acceptance is tested elsewhere).
+            if fast.advance(id).is_err() {
+                assert!(slow.advance(id).is_err(), "doc {d} step {i}");
+                break;
+            }
+            slow.advance(id).unwrap();
+        }
+    }
+    assert!(checked > 100, "only {checked} steps checked");
+}

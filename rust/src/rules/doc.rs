@@ -37,8 +37,19 @@ impl StrRun {
     }
 
     /// The cache key of a cacheable run.
-    pub fn cache_key(&self) -> (Vec<u16>, Vec<St>, bool) {
-        (self.rules.clone(), self.states.clone(), self.len == 0)
+    pub fn cache_key(&self) -> (Vec<u16>, Vec<St>, bool, bool) {
+        (
+            self.rules.clone(),
+            self.states.clone(),
+            self.len == 0,
+            self.key,
+        )
+    }
+
+    /// Whether the rules accept the string ending here, judged from the checkers' states
+    /// alone: for a cacheable run (no rule reads the text; see `Tracker::end_ok`).
+    pub fn end_ok_by_state(&self, t: &Tracker) -> bool {
+        self.cacheable() && t.end_ok(self, "").is_ok()
     }
 }
 
@@ -250,7 +261,9 @@ impl Tracker {
             let rule = &self.rules.rules[*ri as usize];
             let b = text.as_bytes();
             let ok = match (&rule.check, st) {
-                (Check::Name(n), _) => n.accepts(b),
+                // Every byte was checked as it came (`step_run`): only emptiness is left, so
+                // the end needs no text (the rules layer judges string ends without it).
+                (Check::Name(_), _) => run.len > 0,
                 (Check::NoControl, _) => true,
                 (Check::Format(Format::RefGlob), St::Glob(g)) => g.accepts_end(true),
                 (Check::Format(Format::PathGlob), St::Glob(g)) => g.accepts_end(false),
@@ -458,6 +471,18 @@ impl Tracker {
             }
         }
         true
+    }
+
+    /// The checker run of the string the machine starts now. A scalar just before it is
+    /// complete (the text that ends it, a `,` with the new key, comes when the key does).
+    pub fn next_run(&self) -> StrRun {
+        if self.lex == Lex::Scalar {
+            let mut t = self.clone();
+            t.lex = Lex::Normal;
+            t.value_done();
+            return t.start_run(t.next_is_key());
+        }
+        self.start_run(self.next_is_key())
     }
 
     /// Whether a key string would start now (the object on top waits for a key).

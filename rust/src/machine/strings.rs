@@ -578,6 +578,25 @@ impl Machine {
         }
     }
 
+    /// Whether the key that is (or would be) written on top leads to the same value schema
+    /// whatever its text: a map without key patterns, or a generic object.
+    pub fn key_value_is_uniform(&self) -> bool {
+        let map_uniform = |node: &NodeId| match self.node(*node) {
+            Node::Obj(o) => o.map.as_ref().is_some_and(|m| m.entry.len() <= 1),
+            _ => false,
+        };
+        match self.stack.last() {
+            Some(Frame::Str { kind, .. }) => match kind {
+                StrKind::Key(node) => map_uniform(node),
+                StrKind::GenericKey => true,
+                _ => false,
+            },
+            Some(Frame::Map { node, .. }) => map_uniform(node),
+            Some(Frame::GObj { .. }) => true,
+            _ => false,
+        }
+    }
+
     /// When the next token continues (or starts) a string: its spec, state and bytes so far,
     /// the strings it must not end as (used map keys, used items of a unique array), and
     /// whether ending it is allowed by its context alone (a map key needs a productive entry).

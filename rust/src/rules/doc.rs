@@ -485,6 +485,16 @@ impl Tracker {
         self.start_run(self.next_is_key())
     }
 
+    /// Whether completing `run` records its text for later checks (references, uniqueness).
+    pub fn run_records(&self, run: &StrRun) -> bool {
+        run.rules.iter().any(|&ri| {
+            matches!(
+                self.rules.rules[ri as usize].check,
+                Check::Ref(_) | Check::Unique(_)
+            )
+        })
+    }
+
     /// Whether a key string would start now (the object on top waits for a key).
     pub fn next_is_key(&self) -> bool {
         matches!(

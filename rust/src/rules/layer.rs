@@ -10,10 +10,11 @@
 //! - an id that expands to bytes then `STR_END` ends the string. The rules' verdict on the
 //!   string itself comes from its checkers (cached with the bytes-only ids when they are
 //!   state-only). What ending it does next (the objects it closes and their obligations, ...)
-//!   does not depend on a value's text when no rule reads that text, or when the text written
-//!   after it holds no string and no closing bracket: then it is stepped once per mask and
-//!   holds for every such id. A key is stepped on the machine alone: when that writes only
-//!   the key and its `:`, nothing but the key is judged;
+//!   does not depend on a value's text when no rule records that text (references,
+//!   uniqueness), or when the text written after it holds no string and no closing bracket:
+//!   then it is stepped once per mask and holds for every such id. A key is stepped on the
+//!   machine alone (once per mask when the value schema is the same for every key): when that
+//!   writes only the key and its `:`, nothing but the key is judged;
 //! - any other id is stepped on a copy of the machine, and the text it writes is fed to a
 //!   copy of the tracker: every string it completes must satisfy its rules, every object it
 //!   closes must have met its obligations, and a string it leaves open must still be live.
@@ -306,6 +307,9 @@ impl Layer {
             .as_ref()
             .filter(|r| self.end_shortcut && !r.rules.is_empty());
         let mut end_effect: Option<bool> = None;
+        // A key's `key_end_is_plain`, once for all keys when the value is the same for any.
+        let uniform_key = ends.is_some_and(|r| r.key) && self.machine.key_value_is_uniform();
+        let mut key_plain: Option<bool> = None;
         let mut scratch = self.machine.clone();
         for &id in &before {
             let i = id as usize;
@@ -322,8 +326,18 @@ impl Layer {
                     continue;
                 }
                 if r.key {
-                    scratch.copy_from(&self.machine);
-                    if key_end_is_plain(&t.exp[i], &mut scratch) {
+                    let plain = match key_plain {
+                        Some(p) => p,
+                        None => {
+                            scratch.copy_from(&self.machine);
+                            let p = key_end_is_plain(&t.exp[i], &mut scratch);
+                            if uniform_key {
+                                key_plain = Some(p);
+                            }
+                            p
+                        }
+                    };
+                    if plain {
                         continue;
                     }
                 } else if let Some(ok) = end_effect {
@@ -337,9 +351,9 @@ impl Layer {
             if let Some(r) = ending.filter(|r| !r.key) {
                 // This id passed the run's own verdict, so the verdict is that of the end's
                 // consequences alone. They do not depend on the string's text when no rule
-                // reads it, or when nothing after the string could look at what was recorded
-                // (no string, no closing bracket in the text after it).
-                if r.cacheable() || plain_after {
+                // records it (references, uniqueness), or when nothing after the string could
+                // look at what was recorded (no string, no closing bracket in the text after).
+                if !self.tracker.run_records(r) || plain_after {
                     end_effect = Some(refused.is_none());
                 }
             }

@@ -6,6 +6,9 @@
     python -m trainer.train --data out.bin --preset small --max-steps 5000 --out runs/small --compile
     # many GPUs (DDP; NCCL on GPUs, gloo with --device cpu):
     torchrun --standalone --nproc_per_node=8 -m trainer.train --data shards/ --preset medium --compile
+    # Muon on the blocks' matrices (AdamW on embeddings, head and gains), as the CPU model uses:
+    python -m trainer.train --data out.bin --preset tiny --optimizer muon --learning-rate 4e-3 \
+        --muon-lr 0.08 --max-steps 4500 --out runs/tiny-muon
     # continue the run in --out exactly where its last checkpoint left it (same flags):
     python -m trainer.train --data out.bin --preset tiny --max-steps 400 --out runs/tiny --resume
 

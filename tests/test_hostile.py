@@ -296,3 +296,46 @@ def test_extract_window_position_ids_stay_in_range() -> None:
         tok.extract_window(ids, 5000, 5001 + len(ids))
     with pytest.raises(ValueError, match="window"):
         tok.extract_window(ids, 10, 5)
+
+
+# -- string constraints that used to stall masks and completions ------------------------------
+
+
+def test_long_min_length_masks_and_completes() -> None:
+    # minLength 150,000: each mask took ~22 s (a breadth-first search one level per character),
+    # and from about 200,000 compilation failed with "admits no finite document".
+    out = run_isolated(
+        """
+        import json, time, tct
+        t = time.perf_counter()
+        for n in (150_000, 300_000):
+            tok = tct.Tokenizer.from_schema({"type": "string", "minLength": n})
+            m = tok.matcher()
+            for _ in range(20):
+                m.advance(int(m.allowed().nonzero()[0][100]))
+            doc = json.loads(m.document(complete=True))
+            assert isinstance(doc, str) and len(doc) == n, len(doc)
+        print(f"elapsed {time.perf_counter() - t:.3f}")
+        """,
+        timeout=120,
+    )
+    assert float(out.split()[-1]) < 60, out
+
+
+def test_many_patterns_mask_fast() -> None:
+    # allOf of 12 patterns: the first mask took ~13 s (one breadth-first search per next state).
+    out = run_isolated(
+        """
+        import json, re, time, tct
+        pats = list("abcdefghijkl")
+        tok = tct.Tokenizer.from_schema({"type": "string", "allOf": [{"pattern": p} for p in pats]})
+        t = time.perf_counter()
+        m = tok.matcher()
+        m.allowed()
+        print(f"mask {time.perf_counter() - t:.3f}")
+        doc = json.loads(m.document(complete=True))
+        assert all(re.search(p, doc) for p in pats), doc
+        """,
+        timeout=120,
+    )
+    assert float(out.split()[-1]) < 5, out

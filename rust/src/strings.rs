@@ -608,7 +608,7 @@ impl StrSpec {
         if pending.is_empty() {
             self.live_ignoring_exclusions(st)
         } else {
-            self.search(st, &pending).is_some()
+            self.completes(st, &pending)
         }
     }
 
@@ -626,7 +626,7 @@ impl StrSpec {
                 return r;
             }
         }
-        let r = self.search(st, &[]).is_some();
+        let r = self.completes(st, &[]);
         if let Ok(mut m) = self.live_memo.lock() {
             if m.len() < 1 << 20 {
                 m.insert(key, r);
@@ -643,9 +643,127 @@ impl StrSpec {
         k
     }
 
+    /// When only the length is left to satisfy (every pattern has matched, nothing to avoid):
+    /// `Some(Some((head, n)))`, the shortest completion being the bytes `head` that finish a
+    /// character already started, then `n` times the first readable byte: what `search` would
+    /// find, without walking one level per character (minLength 150,000 made each mask take
+    /// ~22 s, and a search that ran out of room read as "no document"). `Some(None)`: no
+    /// completion. `None`: the search is needed.
+    fn length_only(&self, st: &StrState, pending: &[&[u8]]) -> Option<Option<(Vec<u8>, u64)>> {
+        if !(pending.is_empty()
+            && self.neg.is_empty()
+            && self.combo_ok.is_empty()
+            && st.dfa.iter().all(|&d| d == MATCHED))
+        {
+            return None;
+        }
+        let mut s = st.clone();
+        let mut head = Vec::new();
+        while s.utf8 != 0 {
+            // The first continuation byte that keeps UTF-8 valid, as the search tries them.
+            let Some(b) = (0x80u8..=0xBF).find(|&b| self.step(&mut s.clone(), b)) else {
+                return Some(None);
+            };
+            self.step(&mut s, b);
+            head.push(b);
+        }
+        let need = self.min_len.saturating_sub(s.chars);
+        let fits = self
+            .max_len
+            .is_none_or(|m| s.chars.saturating_add(need) <= m);
+        Some(fits.then_some((head, need)))
+    }
+
+    /// Whether `search` would find a completion (without building it).
+    fn completes(&self, st: &StrState, pending: &[&[u8]]) -> bool {
+        match self.length_only(st, pending) {
+            Some(found) => found.is_some(),
+            None => self.exists(st, pending),
+        }
+    }
+
+    /// `search(st, pending).is_some()`, depth first: the same states and the same bound, but
+    /// the first completion found will do, and going deep finds one after a few steps where
+    /// breadth first visits every shorter state first (an `allOf` of 12 patterns: ~1 s per
+    /// search, and a mask runs one per distinct next state).
+    fn exists(&self, st: &StrState, pending: &[&[u8]]) -> bool {
+        let excluded_here = |pend: &[u32]| {
+            pend.iter()
+                .zip(pending)
+                .any(|(&p, suf)| p != u32::MAX && p as usize == suf.len())
+        };
+        let start_pend: Vec<u32> = vec![0; pending.len()];
+        let mut seen: HashSet<(Vec<u32>, Vec<u32>)> = HashSet::new();
+        seen.insert((self.memo_key(st), start_pend.clone()));
+        let mut stack: Vec<(StrState, Vec<u32>)> = vec![(st.clone(), start_pend)];
+        let mut visited = 0usize;
+        while let Some((s, pend)) = stack.pop() {
+            if self.accepts_end(&s) && !excluded_here(&pend) {
+                return true;
+            }
+            visited += 1;
+            if visited > 200_000 {
+                return false;
+            }
+            if self.max_len.is_some_and(|m| s.chars >= m) && s.utf8 == 0 {
+                continue;
+            }
+            let range: Box<dyn Iterator<Item = u8>> = if s.utf8 == 0 {
+                Box::new(READABLE.iter().rev().copied())
+            } else {
+                Box::new((0x80u8..=0xBF).rev())
+            };
+            // Pushed in reverse, so that the first readable byte is tried first.
+            for b in range {
+                let mut n = s.clone();
+                if !self.step(&mut n, b) {
+                    continue;
+                }
+                if n.dfa.iter().enumerate().any(|(i, &d)| {
+                    d != MATCHED
+                        && self.must.contains(&i)
+                        && self.dfas[i].is_dead(StateID::new_unchecked(d as usize))
+                }) {
+                    continue;
+                }
+                let np: Vec<u32> = pend
+                    .iter()
+                    .zip(pending)
+                    .map(|(&p, suf)| {
+                        if p != u32::MAX && (p as usize) < suf.len() && suf[p as usize] == b {
+                            p + 1
+                        } else {
+                            u32::MAX
+                        }
+                    })
+                    .collect();
+                if seen.insert((self.memo_key(&n), np.clone())) {
+                    stack.push((n, np));
+                }
+            }
+        }
+        false
+    }
+
+    /// The first byte of `search`'s completion (`None`: none, or nothing left to add).
+    pub fn first_completion_byte(&self, st: &StrState, pending: &[&[u8]]) -> Option<u8> {
+        match self.length_only(st, pending) {
+            Some(found) => {
+                let (head, need) = found?;
+                head.first().copied().or((need > 0).then_some(READABLE[0]))
+            }
+            None => self.search(st, pending)?.first().copied(),
+        }
+    }
+
     /// Shortest completion (bytes to append) from `st`, avoiding the `pending` suffixes of
     /// excluded strings. Breadth-first over (state, how far into each pending suffix).
     pub fn search(&self, st: &StrState, pending: &[&[u8]]) -> Option<Vec<u8>> {
+        if let Some(found) = self.length_only(st, pending) {
+            let (mut head, need) = found?;
+            head.resize(head.len() + usize::try_from(need).ok()?, READABLE[0]);
+            return Some(head);
+        }
         type Node = (StrState, Vec<u32>);
         let done = |s: &StrState, pend: &[u32]| -> bool {
             // Excluded iff some pending suffix is fully consumed exactly.

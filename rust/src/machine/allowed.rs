@@ -93,7 +93,14 @@ impl Machine {
                 }
                 let extra = self.extra_excluded(kind);
                 let ex: Vec<&str> = extra.iter().map(String::as_str).collect();
-                let mut pre = buf.clone();
+                // The prefix matters only to excluded values that extend it: without any, the
+                // string's bytes are not copied (they were, for each mask, which made the
+                // completion of a string of minLength n cost O(n^2)).
+                let mut pre = if spec.excluded.is_empty() && ex.is_empty() {
+                    Vec::new()
+                } else {
+                    buf.clone()
+                };
                 for b in 0..=255u8 {
                     let mut s2 = st.clone();
                     if !room || !spec.step(&mut s2, b) {
@@ -253,15 +260,20 @@ impl Machine {
         let mut toks = Vec::new();
         let nb = crate::base::base_size(self.g.sel_count) as usize;
         let mut allowed = vec![false; nb];
+        // A guard against a completion that never ends (a bug): every real one is far shorter
+        // (the longest string is `MAX_STRING_BYTES`; a schema's `minLength` of a million
+        // completes in a million tokens).
+        const MAX_COMPLETION: usize = 1 << 24;
         while !m.is_done() {
-            if toks.len() > 100_000 {
-                let tail: Vec<String> = toks[toks.len() - 20..]
+            if toks.len() > MAX_COMPLETION {
+                let tail: Vec<String> = toks[toks.len() - 8..]
                     .iter()
                     .map(|&t| crate::base::name(t))
                     .collect();
                 return Err(format!(
-                    "completion too long; top frame {:?}; last tokens {}",
-                    m.stack.last(),
+                    "the smallest completion is longer than {MAX_COMPLETION} tokens (waiting \
+                     in {}; last tokens {})",
+                    m.top_kind(),
                     tail.join(" ")
                 ));
             }
@@ -299,11 +311,9 @@ impl Machine {
                     .filter(|e| e.starts_with(buf))
                     .map(|e| &e[buf.len()..])
                     .collect();
-                if let Some(bytes) = spec.search(st, &pend) {
-                    if let Some(&b) = bytes.first() {
-                        if ok(b as u32) {
-                            return Ok(b as u32);
-                        }
+                if let Some(b) = spec.first_completion_byte(st, &pend) {
+                    if ok(b as u32) {
+                        return Ok(b as u32);
                     }
                 }
             }

@@ -197,11 +197,12 @@ fn rules_string_end_shortcut_equals_stepping_on_random_walks() {
     let n = t.vocab_size() as usize;
     let (mut a, mut b) = (vec![false; n], vec![false; n]);
     let mut in_strings = 0;
-    for seed in 0..12u64 {
+    // (The stepped side costs ~20 ms a mask: the sizes keep this test near ten seconds.)
+    for seed in 0..6u64 {
         let mut rng = SplitMix64(seed);
         let (mut fast, mut slow) = rules_pair(&t, &e);
         let mut step = 0;
-        while !fast.is_complete() && step < 120 {
+        while !fast.is_complete() && step < 100 {
             check_rules(
                 &mut fast,
                 &mut slow,
@@ -231,7 +232,7 @@ fn rules_string_end_shortcut_equals_stepping_on_random_walks() {
             step += 1;
         }
     }
-    assert!(in_strings > 100, "only {in_strings} steps inside strings");
+    assert!(in_strings > 50, "only {in_strings} steps inside strings");
 }
 
 #[test]
@@ -242,11 +243,11 @@ fn rules_string_end_shortcut_equals_stepping_on_corpus_workflows() {
     let n = t.vocab_size() as usize;
     let (mut a, mut b) = (vec![false; n], vec![false; n]);
     let mut checked = 0;
-    for (d, doc) in corpus_sample(997).iter().take(10).enumerate() {
+    for (d, doc) in corpus_sample(997).iter().take(6).enumerate() {
         let enc = t.encode_value(doc).unwrap();
         let (mut fast, mut slow) = rules_pair(&t, &e);
         for (i, &id) in enc.ids.iter().enumerate() {
-            if i % 7 == 0 {
+            if i % 9 == 0 {
                 check_rules(
                     &mut fast,
                     &mut slow,

@@ -380,6 +380,9 @@ pub struct StrState {
 
 const MATCHED: u32 = u32::MAX;
 
+/// States a completion search visits before it gives up (and reads the string as dead).
+const SEARCH_BOUND: usize = 200_000;
+
 /// Printable ASCII in the order completions try it: letters, then digits, then the rest of
 /// 0x20..0x7F. Shortest completions stay shortest; among equally short ones the first readable
 /// choice wins (`"a"` rather than `" "`), so completed documents read as text.
@@ -687,62 +690,83 @@ impl StrSpec {
     /// breadth first visits every shorter state first (an `allOf` of 12 patterns: ~1 s per
     /// search, and a mask runs one per distinct next state).
     fn exists(&self, st: &StrState, pending: &[&[u8]]) -> bool {
-        let excluded_here = |pend: &[u32]| {
-            pend.iter()
-                .zip(pending)
-                .any(|(&p, suf)| p != u32::MAX && p as usize == suf.len())
-        };
         let start_pend: Vec<u32> = vec![0; pending.len()];
         let mut seen: HashSet<(Vec<u32>, Vec<u32>)> = HashSet::new();
         seen.insert((self.memo_key(st), start_pend.clone()));
         let mut stack: Vec<(StrState, Vec<u32>)> = vec![(st.clone(), start_pend)];
         let mut visited = 0usize;
         while let Some((s, pend)) = stack.pop() {
-            if self.accepts_end(&s) && !excluded_here(&pend) {
+            if self.search_done(&s, &pend, pending) {
                 return true;
             }
             visited += 1;
-            if visited > 200_000 {
+            if visited > SEARCH_BOUND {
                 return false;
             }
-            if self.max_len.is_some_and(|m| s.chars >= m) && s.utf8 == 0 {
-                continue;
-            }
-            let range: Box<dyn Iterator<Item = u8>> = if s.utf8 == 0 {
-                Box::new(READABLE.iter().rev().copied())
-            } else {
-                Box::new((0x80u8..=0xBF).rev())
-            };
             // Pushed in reverse, so that the first readable byte is tried first.
-            for b in range {
-                let mut n = s.clone();
-                if !self.step(&mut n, b) {
-                    continue;
-                }
-                if n.dfa.iter().enumerate().any(|(i, &d)| {
-                    d != MATCHED
-                        && self.must.contains(&i)
-                        && self.dfas[i].is_dead(StateID::new_unchecked(d as usize))
-                }) {
-                    continue;
-                }
-                let np: Vec<u32> = pend
-                    .iter()
-                    .zip(pending)
-                    .map(|(&p, suf)| {
-                        if p != u32::MAX && (p as usize) < suf.len() && suf[p as usize] == b {
-                            p + 1
-                        } else {
-                            u32::MAX
-                        }
-                    })
-                    .collect();
+            for (_, n, np) in self.search_next(&s, &pend, pending).into_iter().rev() {
                 if seen.insert((self.memo_key(&n), np.clone())) {
                     stack.push((n, np));
                 }
             }
         }
         false
+    }
+
+    /// Whether the search may stop at `s`: the string may end, and not as an excluded value
+    /// (one whose `pending` suffix is consumed exactly).
+    fn search_done(&self, s: &StrState, pend: &[u32], pending: &[&[u8]]) -> bool {
+        self.accepts_end(s)
+            && !pend
+                .iter()
+                .zip(pending)
+                .any(|(&p, suf)| p != u32::MAX && p as usize == suf.len())
+    }
+
+    /// The search's successors of (`s`, `pend`), in the order it tries bytes: readable ASCII
+    /// (or the continuation bytes of a character already started), skipping invalid UTF-8
+    /// and states where a required pattern can no longer match.
+    fn search_next(
+        &self,
+        s: &StrState,
+        pend: &[u32],
+        pending: &[&[u8]],
+    ) -> Vec<(u8, StrState, Vec<u32>)> {
+        if self.max_len.is_some_and(|m| s.chars >= m) && s.utf8 == 0 {
+            return Vec::new();
+        }
+        let range: Box<dyn Iterator<Item = u8>> = if s.utf8 == 0 {
+            Box::new(READABLE.iter().copied())
+        } else {
+            Box::new(0x80u8..=0xBF)
+        };
+        let mut out = Vec::new();
+        for b in range {
+            let mut n = s.clone();
+            if !self.step(&mut n, b) {
+                continue;
+            }
+            if n.dfa.iter().enumerate().any(|(i, &d)| {
+                d != MATCHED
+                    && self.must.contains(&i)
+                    && self.dfas[i].is_dead(StateID::new_unchecked(d as usize))
+            }) {
+                continue;
+            }
+            let np: Vec<u32> = pend
+                .iter()
+                .zip(pending)
+                .map(|(&p, suf)| {
+                    if p != u32::MAX && (p as usize) < suf.len() && suf[p as usize] == b {
+                        p + 1
+                    } else {
+                        u32::MAX
+                    }
+                })
+                .collect();
+            out.push((b, n, np));
+        }
+        out
     }
 
     /// The first byte of `search`'s completion (`None`: none, or nothing left to add).
@@ -765,14 +789,6 @@ impl StrSpec {
             return Some(head);
         }
         type Node = (StrState, Vec<u32>);
-        let done = |s: &StrState, pend: &[u32]| -> bool {
-            // Excluded iff some pending suffix is fully consumed exactly.
-            self.accepts_end(s)
-                && !pend
-                    .iter()
-                    .zip(pending)
-                    .any(|(&p, suf)| p != u32::MAX && p as usize == suf.len())
-        };
         let start_pend: Vec<u32> = vec![0; pending.len()];
         let mut seen: HashSet<(Vec<u32>, Vec<u32>)> = HashSet::new();
         let mut queue: VecDeque<(Node, usize, u8)> = VecDeque::new();
@@ -783,7 +799,7 @@ impl StrSpec {
         while let Some(((s, pend), parent, via)) = queue.pop_front() {
             let me = parents.len();
             parents.push((parent, via));
-            if done(&s, &pend) {
+            if self.search_done(&s, &pend, pending) {
                 // Rebuild the path.
                 let mut bytes = Vec::new();
                 let mut at = me;
@@ -795,40 +811,10 @@ impl StrSpec {
                 return Some(bytes);
             }
             visited += 1;
-            if visited > 200_000 {
+            if visited > SEARCH_BOUND {
                 return None;
             }
-            if self.max_len.is_some_and(|m| s.chars >= m) && s.utf8 == 0 {
-                continue;
-            }
-            let range: Box<dyn Iterator<Item = u8>> = if s.utf8 == 0 {
-                Box::new(READABLE.iter().copied())
-            } else {
-                Box::new(0x80u8..=0xBF)
-            };
-            for b in range {
-                let mut n = s.clone();
-                if !self.step(&mut n, b) {
-                    continue;
-                }
-                if n.dfa.iter().enumerate().any(|(i, &d)| {
-                    d != MATCHED
-                        && self.must.contains(&i)
-                        && self.dfas[i].is_dead(StateID::new_unchecked(d as usize))
-                }) {
-                    continue;
-                }
-                let np: Vec<u32> = pend
-                    .iter()
-                    .zip(pending)
-                    .map(|(&p, suf)| {
-                        if p != u32::MAX && (p as usize) < suf.len() && suf[p as usize] == b {
-                            p + 1
-                        } else {
-                            u32::MAX
-                        }
-                    })
-                    .collect();
+            for (b, n, np) in self.search_next(&s, &pend, pending) {
                 if seen.insert((self.memo_key(&n), np.clone())) {
                     queue.push_back(((n, np), me, b));
                 }

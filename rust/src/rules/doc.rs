@@ -45,12 +45,6 @@ impl StrRun {
             self.key,
         )
     }
-
-    /// Whether the rules accept the string ending here, judged from the checkers' states
-    /// alone: for a cacheable run (no rule reads the text; see `Tracker::end_ok`).
-    pub fn end_ok_by_state(&self, t: &Tracker) -> bool {
-        self.cacheable() && t.end_ok(self, "").is_ok()
-    }
 }
 
 /// One referenced object instance: its keys, the references between them, what is owed.

@@ -46,7 +46,8 @@ pub struct Tables {
     is_bytes: Vec<bool>,
     /// Ids that expand to bytes (maybe none) then `STR_END`, with their bytes.
     bytes_end: Vec<(u32, Vec<u8>)>,
-    ends_string: Vec<bool>,
+    /// By id: its place in `bytes_end`.
+    ends_string: Vec<Option<u32>>,
     /// By run state: the bytes-only ids the run refuses, and (for a value run judged by its
     /// states) the string-ending ids whose bytes or end it refuses.
     refused: Mutex<HashMap<RunKey, Arc<Vec<u32>>>>,
@@ -66,7 +67,7 @@ impl Enforced {
         let mut bytes_only = Vec::new();
         let mut is_bytes = vec![false; n];
         let mut bytes_end = Vec::new();
-        let mut ends_string = vec![false; n];
+        let mut ends_string = vec![None; n];
         let specials = [v.pad_id(), v.bos_id(), v.eos_id()];
         for id in 0..n as u32 {
             let mut e = Vec::new();
@@ -79,7 +80,7 @@ impl Enforced {
             }
             if let Some((&crate::base::STR_END, head)) = e.split_last() {
                 if head.iter().all(|&b| b < 256) {
-                    ends_string[id as usize] = true;
+                    ends_string[id as usize] = Some(bytes_end.len() as u32);
                     bytes_end.push((id, head.iter().map(|&b| b as u8).collect()));
                 }
             }
@@ -319,9 +320,12 @@ impl Layer {
             if !out[i] {
                 continue;
             }
-            let ending = ends.filter(|_| t.ends_string[i]);
-            if let Some(r) = ending {
-                if !r.cacheable() && !self.run_ends_ok(r, &t.exp[i]) {
+            let end_bytes = t.ends_string[i]
+                .and_then(|k| t.bytes_end.get(k as usize))
+                .map(|(_, bytes)| bytes.as_slice());
+            let ending = ends.filter(|_| end_bytes.is_some());
+            if let (Some(r), Some(bytes)) = (ending, end_bytes) {
+                if !r.cacheable() && !self.run_ends_ok(r, bytes) {
                     out[i] = false;
                     continue;
                 }
@@ -367,16 +371,11 @@ impl Layer {
         }
     }
 
-    /// Whether `run` accepts the bytes of `exp` ([bytes.., STR_END]) and the string's end
-    /// there (with its text, for rules that read it).
-    fn run_ends_ok(&self, run: &StrRun, exp: &[u32]) -> bool {
-        let bytes: Vec<u8> = exp
-            .iter()
-            .take_while(|&&b| b < 256)
-            .map(|&b| b as u8)
-            .collect();
+    /// Whether `run` accepts `bytes` and the string's end after them (with its text, for
+    /// rules that read it; a cacheable run is judged by its states alone).
+    fn run_ends_ok(&self, run: &StrRun, bytes: &[u8]) -> bool {
         let mut x = run.clone();
-        if !self.tracker.step_run(&mut x, &bytes) {
+        if !self.tracker.step_run(&mut x, bytes) {
             return false;
         }
         let text = x.buf.as_deref().map(std::str::from_utf8);
@@ -399,8 +398,7 @@ impl Layer {
         }
         if self.end_shortcut && run.cacheable() {
             for (id, bytes) in &self.e.tables.bytes_end {
-                let mut x = run.clone();
-                if !(self.tracker.step_run(&mut x, bytes) && x.end_ok_by_state(&self.tracker)) {
+                if !self.run_ends_ok(run, bytes) {
                     r.push(*id);
                 }
             }
